@@ -1,0 +1,164 @@
+"""MNIST as whole-dataset tensors: batches are index slices, no per-item PIL work, no workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from cnnlab import CLASS_NAMES
+from cnnlab.errors import CnnlabError
+from cnnlab.mnist_files import ensure_mnist, raw_dir, read_idx
+
+VALIDATION_MODES = ("holdout", "test")
+
+
+class EpochOrder:
+    """Which samples this process sees in which order, reseeded every epoch.
+
+    Lightning calls ``set_epoch`` (it looks for ``loader.sampler.set_epoch``) before each epoch,
+    also after a resume, so the order depends only on (seed, epoch). Under DDP each rank takes
+    an equal, disjoint share of one shared permutation.
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world = rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.world if self.world > 1 else self.size
+
+    def indices(self) -> Tensor | None:
+        """Sample indices for this epoch and rank; None means "all, in order"."""
+        if not self.shuffle and self.world == 1:
+            return None
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.arange(self.size)
+        return order[self.rank : len(self) * self.world : self.world]
+
+
+class TensorLoader:
+    """Iterates (images, labels) batches by slicing tensors that already hold the whole split."""
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, order: EpochOrder) -> None:
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.sampler = order  # where Lightning looks for set_epoch
+        self.batch_sampler = None  # Lightning inspects this too; batching is done here
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        indices = self.sampler.indices()
+        if indices is not None:
+            indices = indices.to(self.images.device)
+        for start in range(0, len(self.sampler), self.batch_size):
+            if indices is None:
+                yield (
+                    self.images[start : start + self.batch_size],
+                    self.labels[start : start + self.batch_size],
+                )
+            else:
+                batch = indices[start : start + self.batch_size]
+                yield self.images[batch], self.labels[batch]
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST train/val/test splits, scaled to [0, 1] by /255 exactly as the lesson does.
+
+    ``validation="holdout"`` (default) validates on a fixed, seeded hold-out of ``val_size``
+    training images; ``validation="test"`` reproduces the lesson: train on all 60,000 and
+    validate on the 10,000 test images.
+    """
+
+    class_names = CLASS_NAMES
+
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        validation: str = "holdout",
+        val_size: int = 5000,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        on_device: bool = True,
+    ) -> None:
+        super().__init__()
+        if validation not in VALIDATION_MODES:
+            raise CnnlabError(f"data.validation={validation!r}: must be one of holdout, test")
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise CnnlabError(f"data.{key}={value}: must be >= 1")
+        if validation == "holdout" and not 0 < val_size < 60_000:
+            raise CnnlabError(f"data.val_size={val_size}: must be in [1, 59999]")
+        self.data_dir = Path(data_dir)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.validation, self.val_size = validation, val_size
+        self.split_seed, self.shuffle_seed, self.on_device = split_seed, shuffle_seed, on_device
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def prepare_data(self) -> None:
+        ensure_mnist(self.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        x_train, y_train = load_split(self.data_dir, train=True)
+        x_test, y_test = load_split(self.data_dir, train=False)
+        if self.validation == "test":
+            self.splits = {"train": (x_train, y_train), "val": (x_test, y_test)}
+        else:
+            order = torch.randperm(
+                len(x_train), generator=torch.Generator().manual_seed(self.split_seed)
+            )
+            val, train = order[: self.val_size], order[self.val_size :]
+            self.splits = {
+                "train": (x_train[train], y_train[train]),
+                "val": (x_train[val], y_train[val]),
+            }
+        self.splits["test"] = (x_test, y_test)
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        if self.on_device and device.type != "cpu":
+            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorLoader:
+        images, labels = self.splits[split]
+        rank, world = (
+            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        )
+        if split != "train":  # every rank evaluates everything: exact metrics, no padding
+            rank, world = 0, 1
+        order = EpochOrder(len(images), shuffle, self.shuffle_seed, rank, world)
+        return TensorLoader(images, labels, batch_size, order)
+
+    def train_dataloader(self) -> TensorLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> TensorLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> TensorLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> TensorLoader:
+        return self.test_dataloader()
+
+
+def load_split(data_dir: str | Path, train: bool) -> tuple[Tensor, Tensor]:
+    """Images as float32 (N, 1, 28, 28) = byte / 255, labels as int64 class indices."""
+    prefix = "train" if train else "t10k"
+    raw = raw_dir(data_dir)
+    images = torch.from_numpy(read_idx(raw / f"{prefix}-images-idx3-ubyte").copy())
+    labels = torch.from_numpy(read_idx(raw / f"{prefix}-labels-idx1-ubyte").copy())
+    return images.unsqueeze(1).float().div_(255.0), labels.long()

@@ -1,0 +1,84 @@
+"""The LightningModule: the Keras model, Keras' loss and optimizer, torchmetrics for every split."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from cnnlab import CLASS_NAMES
+from cnnlab.model import Arch, KerasCNN
+
+
+class MNISTClassifier(L.LightningModule):
+    """Trains ``KerasCNN`` as ``compile(loss="categorical_crossentropy", optimizer="adam")`` does.
+
+    Cross-entropy on logits equals softmax + categorical cross-entropy on one-hot labels.
+    Adam uses Keras' defaults (lr 1e-3, epsilon 1e-7; PyTorch's default epsilon is 1e-8).
+    Any other keyword is an ``Arch`` field (filters, kernel_size, ...).
+    """
+
+    def __init__(
+        self, lr: float = 1e-3, eps: float = 1e-7, weight_decay: float = 0.0, **arch: object
+    ) -> None:
+        super().__init__()
+        self.net = KerasCNN(Arch(**arch))
+        self.save_hyperparameters({"lr": lr, "eps": eps, "weight_decay": weight_decay,
+                                   **asdict(self.net.arch)}, logger=False)  # fmt: skip
+        self.class_names = CLASS_NAMES
+        classes = self.net.arch.num_classes
+        self.metrics = torch.nn.ModuleDict()  # registered, so they follow the module's device
+        for split in ("train", "val", "test"):
+            self.metrics[f"{split}_loss"] = MeanMetric()
+            self.metrics[f"{split}_acc"] = MulticlassAccuracy(classes, average="micro")
+        self.per_class_acc = MulticlassAccuracy(classes, average=None)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits."""
+        return self.net(images)
+
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        for name, update in (
+            ("loss", (loss.detach(), len(labels))),
+            ("acc", (logits.detach(), labels)),
+        ):
+            metric = self.metrics[f"{split}_{name}"]
+            metric.update(*update)
+            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
+        if split == "test":
+            self.per_class_acc.update(logits, labels)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        """Per-class test accuracy, one scalar per class name (as the lesson names them)."""
+        for name, acc in zip(self.class_names, self.per_class_acc.compute(), strict=True):
+            self.log(f"test_per_class/{name}", acc)
+        self.per_class_acc.reset()
+
+    def predict_step(self, batch: tuple[Tensor, Tensor] | Tensor, batch_idx: int) -> Tensor:
+        """Softmax probabilities, like Keras' ``model.predict``."""
+        images = batch[0] if isinstance(batch, tuple | list) else batch
+        return self(images).softmax(dim=-1)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return torch.optim.Adam(
+            self.parameters(), lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay
+        )

@@ -1,0 +1,52 @@
+"""What a run leaves behind besides checkpoints: result.json and the TensorBoard HPARAMS entry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+RESULT_FILE = "result.json"
+METRICS = ("val/acc", "val/loss", "test/acc", "test/loss")
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write atomically: readers (a leaderboard, a resumed sweep) never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    """The run's result record, or None if it has none (yet)."""
+    try:
+        return json.loads((Path(run_dir) / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def hparams_of(cfg: DictConfig) -> dict[str, Any]:
+    """The knobs worth comparing across runs, flat, as TensorBoard's HPARAMS tab shows them."""
+    model = {f"model/{k}": v for k, v in cfg.model.items() if not k.startswith("_")}
+    return {
+        **model,
+        "data/batch_size": cfg.data.batch_size,
+        "data/validation": cfg.data.validation,
+        "trainer/max_epochs": cfg.trainer.max_epochs,
+        "trainer/precision": str(cfg.trainer.precision),
+        "seed": cfg.seed,
+    }
+
+
+def log_hparams(loggers: list, hparams: dict[str, Any], record: dict[str, Any]) -> None:
+    """One HPARAMS entry per run, written at the end with its real metrics (no -1 placeholder)."""
+    metrics = {f"hp/{k.replace('/', '_')}": record[k] for k in (*METRICS, "params", "wall_time_s")
+               if record.get(k) is not None}  # fmt: skip
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, metrics)
+            logger.finalize("success")

@@ -1,0 +1,106 @@
+"""``python -m cnnlab.train [overrides]``: train, test the best checkpoint, write result.json.
+
+Hydra composes ``conf/train.yaml``; every run gets its own directory under ``outputs/`` with
+the resolved config, the log, checkpoints, TensorBoard events and ``result.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.config import check_config
+from cnnlab.errors import CnnlabError
+from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Build everything from the config, fit, test the best checkpoint; return the metrics."""
+    check_config(cfg)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    record: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
+    best = next((c.best for c in callbacks if hasattr(c, "best")), {})
+    record.update(
+        {k: best.get(k) for k in METRICS if k.startswith("val/")}, best_epoch=best.get("epoch")
+    )
+    ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    record["checkpoint"] = ckpt or None
+    if cfg.test:
+        (tested,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
+        record.update({k: tested[k] for k in METRICS if k.startswith("test/")})
+    return {"trainer": trainer, **record}
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and always leave a result.json saying how it went (finished or failed, and why)."""
+    run_dir = Path(cfg.paths.run_dir)
+    started = time.perf_counter()
+    record: dict[str, Any] = {
+        "status": "failed",
+        "overrides": list(HydraConfig.get().overrides.task),
+    }
+    trainer = None
+    try:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        if cfg.print_config:
+            log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        outcome = train(cfg)
+        trainer = outcome.pop("trainer")
+        record.update(outcome, status="finished")
+    except CnnlabError as e:
+        record["error"] = str(e)
+    except Exception as e:  # a crash: keep the traceback in the log, a line in result.json
+        log.exception("run failed")
+        record["error"] = f"{type(e).__name__}: {e}"
+    record.update(wall_time_s=round(time.perf_counter() - started, 2), run_dir=str(run_dir))
+    write_json(run_dir / RESULT_FILE, record)
+    if trainer is not None:
+        log_hparams(trainer.loggers, hparams_of(cfg), record)
+    return record
+
+
+def report(record: dict[str, Any]) -> None:
+    """The final summary a user reads, in the lesson's words."""
+    if record["status"] != "finished":
+        print(f"cnnlab: error: {record['error']}", file=sys.stderr)
+        return
+    run_dir = record["run_dir"]
+    print(f"\nTest loss: {record.get('test/loss')}\nTest accuracy: {record.get('test/acc')}")
+    print(f"Best val accuracy: {record['val/acc']} (epoch {record['best_epoch']})")
+    print(f"Parameters: {record['params']:,}   wall time: {record['wall_time_s']} s")
+    print(f"Run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns val accuracy so Hydra sweepers can optimise it."""
+    record = run(cfg)
+    report(record)
+    if record["status"] != "finished":
+        sys.exit(
+            2 if record["error"].split(":")[0].startswith(("model.", "data.", "trainer.")) else 1
+        )
+    return record["val/acc"]
+
+
+if __name__ == "__main__":
+    main()
