@@ -19,8 +19,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.cli import run_cli
 from cnnlab.config import check_config
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, exit_code, one_line
 from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         outcome = train(cfg)
         trainer = outcome.pop("trainer")
         record.update(outcome, status="finished")
-    except CnnlabError as e:
-        record["error"] = str(e)
-    except Exception as e:  # a crash: keep the traceback in the log, a line in result.json
-        log.exception("run failed")
-        record["error"] = f"{type(e).__name__}: {e}"
+    except Exception as e:  # recorded, never lost: a line for the user, the traceback in the log
+        if exit_code(e) == 1 and not isinstance(e, CnnlabError):
+            log.exception("run failed")
+        record.update(error=one_line(e), exit_code=exit_code(e))
     record.update(wall_time_s=round(time.perf_counter() - started, 2), run_dir=str(run_dir))
     write_json(run_dir / RESULT_FILE, record)
     if trainer is not None:
@@ -96,11 +96,9 @@ def main(cfg: DictConfig) -> float | None:
     record = run(cfg)
     report(record)
     if record["status"] != "finished":
-        sys.exit(
-            2 if record["error"].split(":")[0].startswith(("model.", "data.", "trainer.")) else 1
-        )
+        sys.exit(record["exit_code"])
     return record["val/acc"]
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

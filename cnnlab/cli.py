@@ -1,0 +1,25 @@
+"""Runs a Hydra entry point so that a bad command line costs one line, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from cnnlab.errors import one_line
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Call a ``@hydra.main`` function; composition errors (unknown key, bad override) exit 2."""
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra raise to us instead of printing its own
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as e:
+        if wants_traceback:
+            raise
+        print(f"cnnlab: error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)

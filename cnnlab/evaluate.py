@@ -1,0 +1,77 @@
+"""``python -m cnnlab.evaluate ckpt_path=<checkpoint or run dir>``: Keras' ``model.evaluate``.
+
+Prints test loss and accuracy (the lesson's two lines) and the accuracy of every class.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.checkpoints import load_model, resolve_checkpoint, run_dir_of
+from cnnlab.cli import run_cli
+from cnnlab.errors import CnnlabError
+from cnnlab.results import write_json
+
+
+def trained_precision(ckpt: Path) -> str:
+    """The precision the checkpoint's run trained with, from its saved config."""
+    run_dir = run_dir_of(ckpt)
+    config = run_dir / "config.yaml" if run_dir else None
+    if config and config.is_file():
+        return str(OmegaConf.load(config).trainer.get("precision", "32-true"))
+    return "32-true"
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test a checkpoint on the 10,000 MNIST test images; return loss, accuracy, per class."""
+    ckpt = resolve_checkpoint(cfg.ckpt_path)
+    model = load_model(ckpt)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision or trained_precision(ckpt),
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+    )
+    (metrics,) = trainer.test(model, datamodule=instantiate(cfg.data), verbose=False)
+    per_class = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("test_per_")}
+    return {
+        "checkpoint": str(ckpt),
+        "test/loss": metrics["test/loss"],
+        "test/acc": metrics["test/acc"],
+        "per_class_acc": per_class,
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"Checkpoint: {result['checkpoint']}")
+    print(f"Test loss: {result['test/loss']}\nTest accuracy: {result['test/acc']}")
+    print("Per-class accuracy:")
+    for name, acc in result["per_class_acc"].items():
+        print(f"  {name:<6} {acc:.4f}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        result = evaluate(cfg)
+    except CnnlabError as e:
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    report(result)
+    if cfg.json:
+        write_json(Path(cfg.json), result)
+
+
+if __name__ == "__main__":
+    run_cli(main)

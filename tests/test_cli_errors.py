@@ -1,0 +1,33 @@
+"""Bad input fails at start-up with one line naming the key and value, and a non-zero exit."""
+
+import pytest
+
+from tests.conftest import cli, result_of, run_dirs
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.filters=abc", "model.filters='abc': expected int"),
+        ("model.filters=0", "model.filters=0: must be >= 1"),
+        ("model.dropout=1.5", "model.dropout=1.5: must be in [0, 1)"),
+        ("model.kernel_size=30", "model.kernel_size=30"),
+        ("model.pool_size=30", "model.pool_size=30"),
+        ("model.padding=full", "model.padding='full'"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0"),
+        ("data.validation=train", "data.validation='train'"),
+        ("data.batch_size=0", "data.batch_size=0"),
+        ("model.filterz=3", "model.filterz"),
+        ("+model.filterz=3", "model.filterz: unknown key"),
+        ("model=resnet", "model/resnet"),
+    ],
+)
+def test_bad_override_is_one_clear_line(tmp_path, override, message):
+    done = cli("cnnlab.train", override, output_dir=tmp_path, CNNLAB_DATA_DIR=str(tmp_path / "d"))
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("cnnlab: error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "d").exists()  # failed before any data was fetched
+    for run_dir in run_dirs(tmp_path):  # a run that got started records why it failed
+        assert result_of(run_dir)["status"] == "failed"

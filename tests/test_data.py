@@ -1,0 +1,55 @@
+"""Real MNIST: verified files, the lesson's scaling, seeded splits and per-epoch batch order."""
+
+import torch
+
+from cnnlab.datamodule import EpochOrder, MNISTDataModule, TensorLoader, load_split
+from cnnlab.mnist_files import IDX_MD5, file_digest, raw_dir
+
+
+def test_files_are_the_canonical_mnist(mnist_dir):
+    for name, md5 in IDX_MD5.items():
+        assert file_digest(raw_dir(mnist_dir) / name) == md5
+
+
+def test_pixels_are_bytes_over_255_and_labels_class_indices(mnist_dir):
+    images, labels = load_split(mnist_dir, train=True)
+    assert images.shape == (60_000, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (60_000,) and labels.dtype == torch.int64
+    assert images.min() == 0 and images.max() == 1
+    assert torch.equal(torch.unique(images[0] * 255).round(), torch.unique(images[0] * 255))
+    assert labels[:5].tolist() == [5, 0, 4, 1, 9]  # MNIST's famous first training labels
+    assert sorted(torch.unique(labels).tolist()) == list(range(10))
+
+
+def test_default_split_is_a_seeded_holdout(mnist_dir):
+    first, second = (MNISTDataModule(str(mnist_dir)) for _ in range(2))
+    first.setup(), second.setup()
+    sizes = {k: len(v[0]) for k, v in first.splits.items()}
+    assert sizes == {"train": 55_000, "val": 5_000, "test": 10_000}
+    assert torch.equal(first.splits["val"][1], second.splits["val"][1])
+
+
+def test_seed_mode_validates_on_the_test_set(mnist_dir):
+    data = MNISTDataModule(str(mnist_dir), validation="test")
+    data.setup()
+    assert len(data.splits["train"][0]) == 60_000
+    assert torch.equal(data.splits["val"][0], data.splits["test"][0])
+
+
+def test_batches_cover_the_split_once_in_a_seeded_order_per_epoch():
+    images, labels = torch.arange(10).float(), torch.arange(10)
+    loader = TensorLoader(images, labels, batch_size=4, order=EpochOrder(10, True, seed=1))
+    epoch0 = torch.cat([y for _, y in loader])
+    loader.sampler.set_epoch(1)
+    epoch1 = torch.cat([y for _, y in loader])
+    loader.sampler.set_epoch(0)
+    assert len(loader) == 3
+    assert sorted(epoch0.tolist()) == list(range(10))
+    assert not torch.equal(epoch0, epoch1)
+    assert torch.equal(epoch0, torch.cat([y for _, y in loader]))
+
+
+def test_ranks_take_disjoint_equal_shares():
+    shares = [EpochOrder(10, True, seed=3, rank=r, world=2) for r in range(2)]
+    a, b = (set(s.indices().tolist()) for s in shares)
+    assert len(a) == len(b) == 5 and not a & b
