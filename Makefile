@@ -29,7 +29,7 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix cnnlab tests
 
 tensorboard: $(STAMP)
-	$(VENV)/bin/tensorboard --logdir outputs --bind_all
+	$(VENV)/bin/tensorboard --logdir outputs
 
 clean:
 	rm -rf outputs/runs outputs/sweeps
