@@ -5,12 +5,12 @@ import os
 
 os.environ["KERAS_BACKEND"] = "torch"  # must precede the first keras import
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import keras
+import numpy as np
+import torch
 
-from cnnlab.datamodule import load_split  # noqa: E402
-from cnnlab.model import Arch, KerasCNN  # noqa: E402
+from cnnlab.datamodule import load_split
+from cnnlab.model import Arch, KerasCNN
 
 
 def seed_keras_model() -> keras.Model:
@@ -33,7 +33,7 @@ def seed_keras_model() -> keras.Model:
 
 
 def copy_keras_weights(source: keras.Model, net: KerasCNN) -> None:
-    """Keras kernels are (kh, kw, in, out) and flatten NHWC; PyTorch wants (out, in, kh, kw), NCHW."""
+    """Keras kernels are (kh, kw, in, out) and flatten NHWC; PyTorch: (out, in, kh, kw), NCHW."""
     conv1, conv2, dense1, output = (layer.get_weights() for layer in source.layers if layer.weights)
     channels, height, width = net.arch.feature_shape()
     pairs = [
