@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
-from cnnlab.checkpoints import load_model, resolve_checkpoint, run_dir_of
+from cnnlab.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
 from cnnlab.cli import run_cli
 from cnnlab.errors import CnnlabError
 from cnnlab.results import write_json
@@ -32,6 +32,8 @@ def trained_precision(ckpt: Path) -> str:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the 10,000 MNIST test images; return loss, accuracy, per class."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise CheckpointError("ckpt_path is required: ckpt_path=<checkpoint file or run dir>")
     ckpt = resolve_checkpoint(cfg.ckpt_path)
     model = load_model(ckpt)
     trainer = L.Trainer(

