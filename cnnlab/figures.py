@@ -10,6 +10,8 @@ removes the callback, and with it every cost.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from cnnlab.plots import (
     filters_figure,
     image_grid,
 )
+
+log = logging.getLogger(__name__)
 
 
 def confusion(labels: Tensor, preds: Tensor, classes: int) -> Tensor:
@@ -120,6 +124,7 @@ class Figures(L.Callback):
         batches, self._batches = self._batches, []
         if not trainer.is_global_zero or not batches:
             return
+        started = time.perf_counter()
         images, labels, preds, confidence = (torch.cat(t).cpu() for t in zip(*batches, strict=True))
         self._draw_predictions(trainer, images, labels, preds, confidence)
         matrix = confusion(labels, preds, len(CLASS_NAMES))
@@ -127,6 +132,8 @@ class Figures(L.Callback):
         accuracy = per_class_accuracy(matrix).numpy()
         self._publish(trainer, "per_class_accuracy", accuracy_figure(accuracy, CLASS_NAMES))
         self._draw_network(trainer, pl_module, images[0])
+        log.info("Figures of the test run drawn in %.1f s: %s", time.perf_counter() - started,
+                 self.dirpath)  # fmt: skip
 
     def _draw_predictions(
         self, trainer: L.Trainer, images: Tensor, labels: Tensor, preds: Tensor, conf: Tensor
