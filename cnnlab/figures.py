@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from cnnlab import CLASS_NAMES
+from cnnlab.errors import CnnlabError
 from cnnlab.plots import (
     RIGHT,
     WRONG,
@@ -88,6 +89,10 @@ class Figures(L.Callback):
     def __init__(
         self, dirpath: str, num_images: int = 25, num_mistakes: int = 16, channels: int = 8
     ) -> None:
+        for key, value in (("num_images", num_images), ("num_mistakes", num_mistakes),
+                           ("channels", channels)):  # fmt: skip
+            if value < 1:
+                raise CnnlabError(f"callbacks.figures.{key}={value}: must be >= 1")
         self.dirpath = Path(dirpath)
         self.num_images, self.num_mistakes, self.channels = num_images, num_mistakes, channels
         self._batches: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []

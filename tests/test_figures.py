@@ -56,6 +56,15 @@ def test_figures_off_writes_none(mnist_dir, tmp_path):
     assert image_tags(run_dir) == set()
 
 
+def test_bad_figure_setting_is_one_line(tmp_path):
+    done = cli("cnnlab.train", "callbacks.figures.num_images=0", output_dir=tmp_path,
+               CNNLAB_DATA_DIR=str(tmp_path / "data"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("cnnlab: error:")]
+    assert errors == ["cnnlab: error: callbacks.figures.num_images=0: must be >= 1"]
+    assert not (tmp_path / "data").exists()
+
+
 def test_confusion_counts_and_per_class_accuracy():
     labels = torch.tensor([0, 0, 1, 1, 1, 2])
     preds = torch.tensor([0, 1, 1, 1, 0, 2])
