@@ -1,0 +1,86 @@
+"""``python -m cnnlab.predict ckpt_path=<ckpt or run dir> images=[a.png,b.jpg]``: classify your
+own digit images with a trained model.
+
+Each image is converted like MNIST (``cnnlab.digits``) and gets its top classes with
+probabilities. A file that can't be used costs one ``cnnlab: error:`` line naming it; the other
+images are still predicted, and the exit code is 2 if any image failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, ListConfig
+
+from cnnlab.checkpoints import load_model, resolve_checkpoint
+from cnnlab.cli import run_cli
+from cnnlab.digits import ImageFileError, image_files, invert_mode, load_digit
+from cnnlab.errors import CnnlabError
+from cnnlab.module import MNISTClassifier
+from cnnlab.results import write_json
+
+
+def top_classes(model: MNISTClassifier, digits: torch.Tensor, k: int) -> list[list[dict]]:
+    """For each digit (N, 1, 28, 28): its ``k`` most probable classes, most probable first."""
+    with torch.no_grad():
+        probs = model.predict_step(digits, 0)
+    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [
+        [
+            {"class": model.class_names[i], "index": i, "prob": p}
+            for i, p in zip(ix, pv, strict=True)
+        ]
+        for ix, pv in zip(indices.tolist(), values.tolist(), strict=True)
+    ]
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Predict every image that can be read; collect one error line for each that can't."""
+    if cfg.top_k < 1:
+        raise CnnlabError(f"top_k={cfg.top_k}: must be >= 1")
+    invert = invert_mode(cfg.invert)
+    paths = list(cfg.images) if isinstance(cfg.images, ListConfig) else [cfg.images]
+    files = image_files([str(p) for p in paths])
+    ckpt = resolve_checkpoint(cfg.ckpt_path)
+    model = load_model(ckpt)
+    digits, good, errors = [], [], []
+    for path in files:
+        try:
+            digits.append(load_digit(path, invert))
+            good.append(path)
+        except ImageFileError as e:
+            errors.append({"image": str(path), "error": str(e)})
+    tops = top_classes(model, torch.stack(digits), cfg.top_k) if digits else []
+    predictions = [{"image": str(p), "top": t} for p, t in zip(good, tops, strict=True)]
+    return {"checkpoint": str(ckpt), "predictions": predictions, "errors": errors}
+
+
+def report(result: dict[str, Any]) -> None:
+    """One line per image: its classes with probabilities; errors on stderr."""
+    for item in result["predictions"]:
+        classes = "  ".join(f"{t['class']} {t['prob']:.3f}" for t in item["top"])
+        print(f"{item['image']}: {classes}")
+    for item in result["errors"]:
+        print(f"cnnlab: error: {item['error']}", file=sys.stderr)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    try:
+        result = predict(cfg)
+    except CnnlabError as e:
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    report(result)
+    if cfg.json:
+        write_json(Path(cfg.json), result)
+    if result["errors"]:
+        sys.exit(ImageFileError.exit_code)
+
+
+if __name__ == "__main__":
+    run_cli(main)
