@@ -69,12 +69,14 @@ def invalid_files(folder: Path) -> list[str]:
 def ensure_mnist(data_dir: str | Path) -> Path:
     """Make sure the four verified IDX files are in ``data_dir/MNIST/raw``; return that folder."""
     raw = raw_dir(data_dir)
+    if raw.is_dir() and not invalid_files(raw):
+        return raw  # verified without the lock, so a read-only shared copy works too
     try:
         raw.mkdir(parents=True, exist_ok=True)
         lock = FileLock(raw / ".lock")
         lock.acquire()
     except OSError as e:
-        raise DataFetchError(f"data directory {raw} is not writable: {e.strerror}") from e
+        raise DataFetchError(f"data directory {raw} is not writable ({e})") from e
     try:
         return _fetch_missing(raw)
     finally:
