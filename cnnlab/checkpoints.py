@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's contents, read ``weights_only``: the file cannot run pickled code."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; the end of the file is its index
+        raise CheckpointError(f"{path}: not a checkpoint (no zip index: truncated, or not torch's)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch/zip/pickle raise many types for a bad file

@@ -11,6 +11,7 @@ A second Ctrl-C while it is stopping interrupts at once.
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -46,6 +47,8 @@ class StopOnSignal(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Here, not in setup: Lightning installs its own SIGTERM handler just before training.
         self.signum = None
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python takes signal handlers in the main thread only (threaded sweeps)
         self._previous = {s: signal.signal(s, self._note) for s in SIGNALS}
 
     def _note(self, signum: int, frame: FrameType | None) -> None:

@@ -91,10 +91,10 @@ def broken(kind: str, good: Path, dest: Path) -> tuple[Path, str]:
     path = dest / f"{kind}.ckpt"
     if kind == "truncated":
         path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-        return path, "not a readable checkpoint (PytorchStreamReader failed"
+        return path, "not a checkpoint (no zip index: truncated, or not torch's)"
     if kind == "text":
         path.write_text("val/acc: 0.99\n")
-        return path, "not a readable checkpoint ("
+        return path, "not a checkpoint (no zip index: truncated, or not torch's)"
     torch.save({"weights": torch.zeros(3)}, path)
     return path, "not a Lightning checkpoint (it holds no state_dict)"
 
@@ -137,5 +137,5 @@ def test_resume_with_a_truncated_last_checkpoint_is_one_line(narrow_run, tmp_pat
     done = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
     assert done.returncode == 2
     assert one_error(done.stderr).startswith(
-        f"cnnlab: error: {run_dir / 'checkpoints' / 'last.ckpt'}: not a readable checkpoint"
+        f"cnnlab: error: {run_dir / 'checkpoints' / 'last.ckpt'}: not a checkpoint (no zip index"
     )
