@@ -28,6 +28,7 @@ from cnnlab.mnist_files import (
     raw_dir,
 )
 from tests.conftest import ROOT, cli, result_of, run_dirs
+from tests.hostile import Exploit, one_error
 
 FAST = ["debug=fast", "print_config=false"]
 
@@ -52,12 +53,6 @@ def tmpfs(path: Path, size: str, read_only: bool = False, copy_from: Path | None
 def copy_of_mnist(mnist_dir: Path, dest: Path) -> Path:
     shutil.copytree(raw_dir(mnist_dir), raw_dir(dest), ignore=shutil.ignore_patterns(".*"))
     return dest
-
-
-def one_error(stderr: str) -> str:
-    errors = [line for line in stderr.splitlines() if line.startswith("cnnlab: error:")]
-    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    return errors[0]
 
 
 def test_truncated_and_corrupted_files_are_refetched_from_the_real_source(mnist_dir, tmp_path):
@@ -88,20 +83,10 @@ def test_two_processes_preparing_data_at_once_fetch_once_and_never_corrupt(tmp_p
     assert invalid_files(raw_dir(tmp_path)) == []
 
 
-class _Exploit:
-    """Unpickling this would run a shell command that creates a marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_restricted_unpickler_refuses_code_in_the_mnist_pickle(tmp_path):
     marker = tmp_path / "pwned"
     with pytest.raises(pickle.UnpicklingError, match="forbidden global"):
-        _load_mnist_pickle(pickle.dumps(_Exploit(marker)))
+        _load_mnist_pickle(pickle.dumps(Exploit(marker)))
     assert not marker.exists()
 
 
@@ -111,7 +96,7 @@ def test_tampered_wheel_is_rejected_by_sha256_before_its_pickle_is_opened(tmp_pa
     subprocess.run(cmd, check=True, capture_output=True)
     (wheel,) = mirror.glob("*.whl")
     marker = tmp_path / "pwned"
-    evil = gzip.compress(pickle.dumps(_Exploit(marker)))
+    evil = gzip.compress(pickle.dumps(Exploit(marker)))
     with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(tmp_path / wheel.name, "w") as dst:
         for item in src.infolist():
             dst.writestr(item, evil if item.filename == PICKLE_MEMBER else src.read(item))

@@ -7,7 +7,6 @@ files the user already had are untouched.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
@@ -15,14 +14,9 @@ import pytest
 import torch
 
 from tests.conftest import cli, result_of, run_dirs
+from tests.hostile import Exploit, one_error
 
 FAST = ["debug=fast", "print_config=false"]
-
-
-def one_error(stderr: str) -> str:
-    errors = [line for line in stderr.splitlines() if line.startswith("cnnlab: error:")]
-    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    return errors[0]
 
 
 def digest(path: Path) -> str:
@@ -107,18 +101,10 @@ def test_broken_checkpoints_are_one_line_naming_the_file(narrow_run, tmp_path, k
     assert one_error(done.stderr).startswith(f"cnnlab: error: {path}: {reason}")
 
 
-class _Exploit:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_checkpoint_with_pickled_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "payload": _Exploit(marker)}, evil)
+    torch.save({"state_dict": {}, "payload": Exploit(marker)}, evil)
     done = cli("cnnlab.evaluate", f"ckpt_path={evil}", output_dir=tmp_path)
     assert done.returncode == 2
     line = one_error(done.stderr)

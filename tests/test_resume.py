@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import DATA_DIR, ROOT, cli, result_of, run_dirs
+from tests.conftest import ROOT, cli, cli_env, result_of, run_dirs
 
 # Two real epochs of 20 batches, deterministic: long enough to be interrupted in epoch 1.
 TWO_EPOCHS = [
@@ -26,20 +25,11 @@ TWO_EPOCHS = [
 ]
 
 
-def start(output_dir: Path, *overrides: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "CNNLAB_DATA_DIR": str(DATA_DIR),
-        "CNNLAB_OUTPUT_DIR": str(output_dir),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-    }
-    cmd = [sys.executable, "-m", "cnnlab.train", *overrides]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 def signal_after_first_epoch(output_dir: Path, signum: int) -> tuple[int, str, Path]:
     """Run TWO_EPOCHS, send ``signum`` once epoch 0's last.ckpt exists: exit, stderr, run dir."""
-    proc = start(output_dir, *TWO_EPOCHS)
+    cmd = [sys.executable, "-m", "cnnlab.train", *TWO_EPOCHS]
+    env = cli_env(output_dir)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not list((output_dir / "runs").glob("*/checkpoints/last.ckpt")):
         assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
