@@ -63,7 +63,13 @@ class StopOnSignal(L.Callback):
         self._stop_if_signalled(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
         self._stop_if_signalled(trainer)  # a signal after the last batch still stops the run
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException
+    ) -> None:
+        self._restore_handlers()
 
     def _stop_if_signalled(self, trainer: L.Trainer) -> None:
         if self.signum is None or trainer.sanity_checking:
@@ -73,7 +79,8 @@ class StopOnSignal(L.Callback):
         trainer.save_checkpoint(checkpoint, weights_only=False)  # full state, not just weights
         raise Interrupted(self.signum, checkpoint, run_dir)
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+    def _restore_handlers(self) -> None:
+        # Before Lightning's own teardown restores what it replaced, so the order unwinds right.
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
