@@ -44,10 +44,18 @@ def expand_resume(args: list[str]) -> list[str]:
         f"hydra.run.dir={quoted(run_dir)}",
         f"ckpt_path={quoted(ckpt) if ckpt.is_file() else 'null'}",
     ]
-    config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
-    if OmegaConf.select(config, "logger.tensorboard") if config else False:
+    if logs_to_tensorboard(run_dir):
         continued.append(f"++logger.tensorboard.purge_step={global_step(ckpt)}")
     return continued
+
+
+def logs_to_tensorboard(run_dir: Path) -> bool:
+    """Whether the run's resolved config has the TensorBoard logger, whose events get purged."""
+    config = run_dir / "config.yaml"
+    return (
+        config.is_file()
+        and OmegaConf.select(OmegaConf.load(config), "logger.tensorboard") is not None
+    )
 
 
 def saved_overrides(run_dir: Path) -> list[str]:
