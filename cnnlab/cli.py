@@ -13,7 +13,8 @@ from cnnlab.errors import one_line
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    """Call a ``@hydra.main`` function; composition errors (unknown key, bad override) exit 2."""
+    """Call a ``@hydra.main`` function; composition errors (unknown key, bad override) and an
+    unwritable output directory exit 2 with one line."""
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra raise to us instead of printing its own
     try:
@@ -22,4 +23,9 @@ def run_cli(main: Callable[[], object]) -> None:
         if wants_traceback:
             raise
         print(f"cnnlab: error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # Hydra creating the run directory: read-only or full disk
+        if wants_traceback:
+            raise
+        print(f"cnnlab: error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(2)

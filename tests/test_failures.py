@@ -1,0 +1,127 @@
+"""Runs that go wrong say so: divergence, foreign or broken checkpoints, bad resume targets.
+
+Every case goes through the real CLI and checks the one line, the exit code, and that the
+files the user already had are untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import cli, result_of, run_dirs
+from tests.hostile import Exploit, one_error
+
+FAST = ["debug=fast", "print_config=false"]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def narrow_run(mnist_dir, tmp_path_factory) -> Path:
+    """A real run of another architecture: 16 first-layer filters instead of 32."""
+    output_dir = tmp_path_factory.mktemp("narrow")
+    done = cli("cnnlab.train", *FAST, "model.filters=16", output_dir=output_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = run_dirs(output_dir)
+    return run_dir
+
+
+def test_nan_loss_fails_the_run_with_the_reason(mnist_dir, tmp_path):
+    done = cli("cnnlab.train", *FAST, "model.lr=1e10", output_dir=tmp_path)
+    assert done.returncode == 1
+    line = one_error(done.stderr)
+    assert "training diverged: the training loss became NaN or infinite" in line
+    assert "model.lr=10000000000.0 is likely too high" in line
+    (run_dir,) = run_dirs(tmp_path)
+    result = result_of(run_dir)
+    assert result["status"] == "failed" and result["exit_code"] == 1
+    assert result["error"] in line and "test/acc" not in result
+    assert not list(run_dir.glob("checkpoints/*.ckpt"))  # no NaN weights saved as "best"
+
+
+def test_resuming_another_architecture_names_the_file_and_the_layers(narrow_run, tmp_path):
+    ckpt = narrow_run / "checkpoints" / "last.ckpt"
+    before = digest(ckpt)
+    done = cli("cnnlab.train", *FAST, f"ckpt_path={ckpt}", output_dir=tmp_path)
+    assert done.returncode == 2
+    line = one_error(done.stderr)
+    assert f"cnnlab: error: {ckpt}: checkpoint of another architecture: " in line
+    assert "net.features.conv1.weight (16, 1, 3, 3) vs (32, 1, 3, 3) here" in line
+    assert digest(ckpt) == before
+
+
+def test_evaluating_weights_that_contradict_their_hparams_names_the_layers(narrow_run, tmp_path):
+    ckpt = torch.load(narrow_run / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["dense_units"] = 64
+    forged = tmp_path / "forged.ckpt"
+    torch.save(ckpt, forged)
+    done = cli("cnnlab.evaluate", f"ckpt_path={forged}", output_dir=tmp_path)
+    assert done.returncode == 2
+    line = one_error(done.stderr)
+    assert f"{forged}: checkpoint of another architecture" in line
+    assert "net.classifier.dense1.weight (128, 4608) vs (64, 4608) here" in line
+
+
+@pytest.mark.parametrize("module", ["cnnlab.evaluate", "cnnlab.train"])
+def test_missing_checkpoint_is_one_line(module, tmp_path):
+    missing = tmp_path / "nope.ckpt"
+    overrides = FAST if module == "cnnlab.train" else []
+    done = cli(module, *overrides, f"ckpt_path={missing}", output_dir=tmp_path)
+    assert done.returncode == 2
+    assert one_error(done.stderr) == (
+        f"cnnlab: error: ckpt_path={missing}: no such file or run directory"
+    )
+
+
+def broken(kind: str, good: Path, dest: Path) -> tuple[Path, str]:
+    """A checkpoint-looking file that is not one, and the reason cnnlab should give."""
+    path = dest / f"{kind}.ckpt"
+    if kind == "truncated":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+        return path, "not a checkpoint (no zip index: truncated, or not torch's)"
+    if kind == "text":
+        path.write_text("val/acc: 0.99\n")
+        return path, "not a checkpoint (no zip index: truncated, or not torch's)"
+    torch.save({"weights": torch.zeros(3)}, path)
+    return path, "not a Lightning checkpoint (it holds no state_dict)"
+
+
+@pytest.mark.parametrize("kind", ["truncated", "text", "no_state_dict"])
+def test_broken_checkpoints_are_one_line_naming_the_file(narrow_run, tmp_path, kind):
+    path, reason = broken(kind, narrow_run / "checkpoints" / "last.ckpt", tmp_path)
+    done = cli("cnnlab.evaluate", f"ckpt_path={path}", output_dir=tmp_path)
+    assert done.returncode == 2
+    assert one_error(done.stderr).startswith(f"cnnlab: error: {path}: {reason}")
+
+
+def test_checkpoint_with_pickled_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Exploit(marker)}, evil)
+    done = cli("cnnlab.evaluate", f"ckpt_path={evil}", output_dir=tmp_path)
+    assert done.returncode == 2
+    line = one_error(done.stderr)
+    assert re.search(rf"{re.escape(str(evil))}: not a readable checkpoint \(.*[Ww]eights", line)
+    assert not marker.exists()
+
+
+def test_resume_with_a_truncated_last_checkpoint_is_one_line(narrow_run, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / ".hydra").mkdir()
+    for name in (".hydra/overrides.yaml", "config.yaml"):
+        (run_dir / name).write_bytes((narrow_run / name).read_bytes())
+    last, _ = broken("truncated", narrow_run / "checkpoints" / "last.ckpt", tmp_path)
+    last.replace(run_dir / "checkpoints" / "last.ckpt")
+    done = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
+    assert done.returncode == 2
+    assert one_error(done.stderr).startswith(
+        f"cnnlab: error: {run_dir / 'checkpoints' / 'last.ckpt'}: not a checkpoint (no zip index"
+    )
