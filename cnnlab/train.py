@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +24,8 @@ from cnnlab.cli import run_cli
 from cnnlab.config import check_config
 from cnnlab.errors import CnnlabError, exit_code, one_line
 from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
+from cnnlab.resume import resume_trial
+from cnnlab.threads import cap_threads
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from the config, fit, test the best checkpoint; return the metrics."""
     check_config(cfg)
+    cap_threads(cfg.get("threads"))
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
@@ -61,6 +65,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     trainer = None
     try:
+        if (finished := resume_trial(cfg, run_dir)) is not None:
+            return {**finished, "skipped": True}
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         if cfg.print_config:
             log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
@@ -83,6 +89,9 @@ def report(record: dict[str, Any]) -> None:
     if record["status"] != "finished":
         print(f"cnnlab: error: {record['error']}", file=sys.stderr)
         return
+    if record.get("skipped"):
+        print(f"Already finished, skipped (resume): {record['run_dir']}")
+        return
     run_dir = record["run_dir"]
     print(f"\nTest loss: {record.get('test/loss')}\nTest accuracy: {record.get('test/acc')}")
     print(f"Best val accuracy: {record['val/acc']} (epoch {record['best_epoch']})")
@@ -96,6 +105,8 @@ def main(cfg: DictConfig) -> float | None:
     record = run(cfg)
     report(record)
     if record["status"] != "finished":
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return None  # the sweep goes on; its leaderboard reports the failure and exits 1
         sys.exit(record["exit_code"])
     return record["val/acc"]
 
