@@ -5,6 +5,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import optuna
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -107,7 +108,9 @@ def test_resume_reruns_only_failed_and_unfinished_trials(grid_sweep, tmp_path):
 def test_resume_of_a_missing_sweep_directory_is_one_line(tmp_path):
     done = cli("cnnlab.train", "-m", *TINY, f"resume={tmp_path / 'typo'}", output_dir=tmp_path)
     assert done.returncode == 2
-    assert "cnnlab: error: resume=" in done.stderr and "typo: no such sweep directory" in done.stderr
+    assert (
+        "cnnlab: error: resume=" in done.stderr and "typo: no such sweep directory" in done.stderr
+    )
     assert not (tmp_path / "typo").exists()
 
 
@@ -127,3 +130,30 @@ def test_launchers_run_trials_in_other_processes_with_the_same_isolation(
     threads = threads_per_job(2) if launcher == "joblib" else 1  # 2 jobs x 1 thread on 2 cores
     assert f"threads: {threads}" in (finished / "config.yaml").read_text()
     assert not list(sweep_dir.glob("*launcher=*"))  # the launcher does not rename trials
+
+
+def test_optuna_search_tells_the_study_and_resumes_it(mnist_dir, tmp_path):
+    search = ["hparams_search=optuna", "model.kernel_size=3,30", *TINY]
+    first = cli("cnnlab.train", *search, "hydra.sweeper.n_trials=3", output_dir=tmp_path)
+    assert first.returncode in (0, 1), first.stderr[-3000:]
+    sweep_dir = sweep_dir_of(tmp_path)
+    rows = leaderboard(sweep_dir)
+    assert len(rows) == 3 and "Best trial #" in first.stderr + first.stdout
+    for row in rows:  # the knob fixed on the command line is out of the space; others sampled
+        assert (
+            row["overrides"].count("trainer.max_epochs=") == 1 and "model.lr=" in row["overrides"]
+        )
+        assert row["overrides"].count("model.filters=") == 1
+        assert (row["status"] == "failed") == ("model.kernel_size=30" in row["overrides"])
+    again = cli("cnnlab.train", *search, "hydra.sweeper.n_trials=4", f"resume={sweep_dir}",
+                output_dir=tmp_path)  # fmt: skip
+    assert again.returncode in (0, 1), again.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="optuna_search", storage=f"sqlite:///{sweep_dir}/optuna.db"
+    )
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 4 and len(leaderboard(sweep_dir)) == 4  # 3 earlier trials + 1 new
+    values = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
+    for row in leaderboard(sweep_dir):
+        if row["status"] == "finished":
+            assert values[int(row["trial"])] == pytest.approx(float(row["val/acc"]))
