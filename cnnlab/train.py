@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
 from cnnlab.cli import run_cli
 from cnnlab.config import check_config
+from cnnlab.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
 from cnnlab.errors import CnnlabError, exit_code, one_line
 from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
 from cnnlab.resume import resume_trial
@@ -102,7 +103,12 @@ def report(record: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns val accuracy so Hydra sweepers can optimise it."""
-    record = run(cfg)
+    if not is_rank_zero():  # a DDP rank > 0: trains alongside rank 0, which writes everything
+        drop_own_log_file()
+        train(cfg)
+        return None
+    with sweep_trial_ddp(Path(cfg.paths.run_dir)):
+        record = run(cfg)
     report(record)
     if record["status"] != "finished":
         if HydraConfig.get().mode == RunMode.MULTIRUN:
