@@ -157,3 +157,15 @@ def test_optuna_search_tells_the_study_and_resumes_it(mnist_dir, tmp_path):
     for row in leaderboard(sweep_dir):
         if row["status"] == "finished":
             assert values[int(row["trial"])] == pytest.approx(float(row["val/acc"]))
+
+
+def test_sweep_preset_runs_without_dash_m_and_command_line_narrows_it(mnist_dir, tmp_path):
+    narrowed = ["model.kernel_size=3", "model.pool_size=2", "model.dropout=0.0,0.5"]
+    done = cli("cnnlab.train", "sweep=arch", *narrowed, *TINY, output_dir=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_dir = sweep_dir_of(tmp_path)
+    assert sweep_dir.name.endswith("_arch_sweep")
+    rows = leaderboard(sweep_dir)  # the preset's 36 trials, narrowed to 2 by the command line
+    dropouts = [o for r in rows for o in r["overrides"].split() if o.startswith("model.dropout")]
+    assert sorted(dropouts) == ["model.dropout=0.0", "model.dropout=0.5"]
+    assert not list(sweep_dir.glob("*sweep=arch*"))
