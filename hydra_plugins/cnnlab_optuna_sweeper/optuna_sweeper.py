@@ -78,7 +78,7 @@ class OptunaSweeper(Sweeper):
     ) -> None:
         self.n_trials, self.n_jobs, self.direction = n_trials, n_jobs, direction
         self.study_name, self.storage, self.seed = study_name, storage, seed
-        self.params = OmegaConf.to_container(params or {}, resolve=True)
+        self.params = OmegaConf.to_container(params, resolve=True) if params else {}
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
