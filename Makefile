@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+SWEEP ?= arch
 
 .PHONY: train test lint format tensorboard clean
 
@@ -17,16 +18,21 @@ $(STAMP): pyproject.toml constraints.txt
 train: $(STAMP)
 	$(PY) -m cnnlab.train $(ARGS)
 
+# make sweep [SWEEP=arch|epochs] [ARGS='launcher=joblib trainer.max_epochs=2']: a sweep preset.
+.PHONY: sweep
+sweep: $(STAMP)
+	$(PY) -m cnnlab.train sweep=$(SWEEP) $(ARGS)
+
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check cnnlab tests
-	$(PY) -m ruff format --check cnnlab tests
+	$(PY) -m ruff check cnnlab tests hydra_plugins
+	$(PY) -m ruff format --check cnnlab tests hydra_plugins
 
 format: $(STAMP)
-	$(PY) -m ruff format cnnlab tests
-	$(PY) -m ruff check --fix cnnlab tests
+	$(PY) -m ruff format cnnlab tests hydra_plugins
+	$(PY) -m ruff check --fix cnnlab tests hydra_plugins
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir outputs

@@ -1,9 +1,32 @@
-"""OmegaConf resolvers the configs use; importing this module registers them."""
+"""OmegaConf resolvers the configs use; importing this module registers them.
 
+``cnnlab.or``: a value, or a default when it is null (``resume=`` picks the sweep dir).
+``cnnlab.threads_per_job``: the per-trial thread cap for a launcher's job count.
+``cnnlab.dirname``: a sweep trial's overrides as a directory name that fits file systems.
+"""
+
+import hashlib
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from cnnlab.threads import threads_per_job
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_DIRNAME = 150  # file systems allow 255 bytes per name; leave room for the job number
+
+
+def short_dirname(name: str) -> str:
+    """``name`` if short enough, else its start plus a hash of all of it (still one per trial)."""
+    if len(name.encode()) <= MAX_DIRNAME:
+        return name
+    start = name.encode()[: MAX_DIRNAME - 9].decode(errors="ignore")
+    return f"{start}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
 
 OmegaConf.register_new_resolver("cnnlab.root", lambda: str(PROJECT_ROOT), replace=True)
+OmegaConf.register_new_resolver(
+    "cnnlab.or", lambda value, default: default if value is None else value, replace=True
+)
+OmegaConf.register_new_resolver("cnnlab.threads_per_job", threads_per_job, replace=True)
+OmegaConf.register_new_resolver("cnnlab.dirname", short_dirname, replace=True)

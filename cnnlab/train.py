@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,10 +23,13 @@ import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
 from cnnlab.checkpoints import resume_point
 from cnnlab.cli import run_cli
 from cnnlab.config import check_config
+from cnnlab.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
 from cnnlab.errors import CnnlabError, exit_code, one_line
 from cnnlab.preflight import check_room
 from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
-from cnnlab.resume import apply_resume
+from cnnlab.resume_run import apply_resume
+from cnnlab.resume_sweep import resume_trial
+from cnnlab.threads import cap_threads
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from the config, fit, test the best checkpoint; return the metrics."""
     check_config(cfg)
+    cap_threads(cfg.get("threads"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # first: the initial weights too
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
@@ -66,6 +71,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     trainer = None
     try:
+        if (finished := resume_trial(cfg, run_dir)) is not None:
+            return {**finished, "skipped": True}
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         if cfg.print_config:
             log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
@@ -90,6 +97,9 @@ def report(record: dict[str, Any]) -> None:
         label = "error" if record["status"] == "failed" else record["status"]
         print(f"cnnlab: {label}: {record['error']}", file=sys.stderr)
         return
+    if record.get("skipped"):
+        print(f"Already finished, skipped (resume): {record['run_dir']}")
+        return
     run_dir = record["run_dir"]
     print(f"\nTest loss: {record.get('test/loss')}\nTest accuracy: {record.get('test/acc')}")
     print(f"Best val accuracy: {record['val/acc']} (epoch {record['best_epoch']})")
@@ -100,9 +110,16 @@ def report(record: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns val accuracy so Hydra sweepers can optimise it."""
-    record = run(cfg)
+    if not is_rank_zero():  # a DDP rank > 0: trains alongside rank 0, which writes everything
+        drop_own_log_file()
+        train(cfg)
+        return None
+    with sweep_trial_ddp(Path(cfg.paths.run_dir)):
+        record = run(cfg)
     report(record)
     if record["status"] != "finished":
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return None  # the sweep goes on; its leaderboard reports the failure and exits 1
         sys.exit(record["exit_code"])
     return record["val/acc"]
 

@@ -1,0 +1,32 @@
+"""A Hydra callback that ends every sweep with its leaderboard and an honest exit status.
+
+Trials never end the sweep themselves (a failed trial records its error and returns), so the
+sweep goes on; once all trials are done, whatever the launcher, this callback writes and prints
+the leaderboard and exits 1 if any trial did not finish. Hydra catches ``Exception`` from
+callbacks (and only warns), so errors here leave through ``SystemExit``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from cnnlab.leaderboard import summarize
+
+
+class SweepSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        resume = config.get("resume")
+        if resume and not Path(resume).is_dir():
+            print(f"cnnlab: error: resume={resume}: no such sweep directory", file=sys.stderr)
+            sys.exit(2)
+        print(f"Sweep directory: {config.hydra.sweep.dir}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        status = summarize(Path(config.hydra.sweep.dir))
+        if status:
+            sys.exit(status)

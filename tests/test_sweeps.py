@@ -1,0 +1,171 @@
+"""Sweeps end to end through the real CLI on real MNIST: failure isolation, leaderboard, resume,
+parallel (joblib) and submitit launchers. Trials are tiny (5 train batches) to stay quick."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cnnlab.threads import threads_per_job
+from tests.conftest import cli, result_of
+
+TINY = [
+    "model.filters=8",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_model_summary=false",
+    "print_config=false",
+]
+GRID = "model.kernel_size=3,5,7,30"  # 30 shrinks the 28x28 input to nothing: fails at start-up
+
+
+def sweep_dir_of(output_dir: Path) -> Path:
+    (sweep_dir,) = (output_dir / "sweeps").iterdir()
+    return sweep_dir
+
+
+def leaderboard(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def trial_dir(sweep_dir: Path, num: int) -> Path:
+    (found,) = sweep_dir.glob(f"{num}_*")
+    return found
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(mnist_dir, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("outputs")
+    done = cli("cnnlab.train", "-m", GRID, *TINY, output_dir=output_dir)
+    return sweep_dir_of(output_dir), done
+
+
+def test_failed_trial_is_recorded_and_the_sweep_goes_on(grid_sweep):
+    sweep_dir, done = grid_sweep
+    assert done.returncode == 1, done.stderr[-3000:]
+    rows = leaderboard(sweep_dir)
+    assert [r["status"] for r in rows] == ["finished"] * 3 + ["failed"]
+    failed = rows[-1]
+    assert failed["trial"] == "3" and "model.kernel_size=30" in failed["error"]
+    accs = [float(r["val/acc"]) for r in rows[:3]]
+    assert accs == sorted(accs, reverse=True) and all(0.2 < a <= 1 for a in accs)
+    for row in rows[:3]:  # the trials around the failure are intact and complete
+        result = result_of(sweep_dir / row["dir"])
+        assert result["status"] == "finished" and float(row["test/acc"]) == result["test/acc"]
+        assert (sweep_dir / row["dir"] / "checkpoints" / "last.ckpt").is_file()
+    assert {r["params"] for r in rows[:3]} == {"297578", "209642", "139178"}  # 3 kernel sizes
+    assert "| rank | trial | status | val/acc" in done.stdout  # printed as well as written
+    assert (sweep_dir / "leaderboard.md").read_text() in done.stdout
+    assert "cnnlab: error: trial 3 failed: model.kernel_size=30" in done.stderr
+
+
+def test_every_trial_has_its_own_tensorboard_run_with_real_hparams(grid_sweep):
+    sweep_dir, _ = grid_sweep
+    for num, kernel in [(0, 3), (1, 5), (2, 7)]:
+        run = trial_dir(sweep_dir, num) / "tensorboard"
+        events = EventAccumulator(str(run), size_guidance={"tensors": 0}).Reload()
+        assert events.Scalars("hp/val_acc")[0].value == pytest.approx(
+            result_of(run.parent)["val/acc"]
+        )
+        assert f"model.kernel_size={kernel}" in result_of(run.parent)["overrides"]
+
+
+def test_leaderboard_can_be_rebuilt_from_the_sweep_directory(grid_sweep, tmp_path):
+    sweep_dir, _ = grid_sweep
+    copy = shutil.copytree(sweep_dir, tmp_path / "sweep")
+    (copy / "leaderboard.csv").unlink()
+    done = cli("cnnlab.leaderboard", str(copy), output_dir=tmp_path)
+    assert done.returncode == 1  # like the sweep: a trial failed
+    assert leaderboard(copy) == leaderboard(sweep_dir)
+    missing = cli("cnnlab.leaderboard", str(tmp_path / "nope"), output_dir=tmp_path)
+    assert missing.returncode == 2 and "nope: not a sweep directory" in missing.stderr
+
+
+def test_resume_reruns_only_failed_and_unfinished_trials(grid_sweep, tmp_path):
+    sweep_dir, _ = grid_sweep
+    copy = shutil.copytree(sweep_dir, tmp_path / "sweep")  # copy2 keeps the mtimes
+    # An interrupted trial: killed mid-training, it left checkpoints but no result.json.
+    (trial_dir(copy, 1) / "result.json").unlink()
+    before = {n: (trial_dir(copy, n) / "result.json").stat().st_mtime_ns for n in (0, 2, 3)}
+    done = cli("cnnlab.train", "-m", GRID, *TINY, f"resume={copy}", output_dir=tmp_path)
+    assert done.returncode == 1  # the invalid trial ran again and failed again
+    assert not (tmp_path / "sweeps").exists()  # no new sweep directory
+    after = {n: (trial_dir(copy, n) / "result.json").stat().st_mtime_ns for n in (0, 2, 3)}
+    assert after[0] == before[0] and after[2] == before[2]  # finished: skipped
+    assert after[3] > before[3]  # failed: rerun
+    assert result_of(trial_dir(copy, 1))["status"] == "finished"  # unfinished: rerun
+    assert (trial_dir(copy, 1) / "attempt-1" / "checkpoints" / "last.ckpt").is_file()
+    assert done.stdout.count("Already finished, skipped (resume)") == 2
+    assert [r["status"] for r in leaderboard(copy)] == ["finished"] * 3 + ["failed"]
+
+
+def test_resume_of_a_missing_sweep_directory_is_one_line(tmp_path):
+    done = cli("cnnlab.train", "-m", *TINY, f"resume={tmp_path / 'typo'}", output_dir=tmp_path)
+    assert done.returncode == 2
+    assert (
+        "cnnlab: error: resume=" in done.stderr and "typo: no such sweep directory" in done.stderr
+    )
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_run_trials_in_other_processes_with_the_same_isolation(
+    mnist_dir, tmp_path, launcher
+):
+    done = cli(
+        "cnnlab.train", "-m", f"launcher={launcher}", "model.kernel_size=3,30", *TINY,
+        output_dir=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    sweep_dir = sweep_dir_of(tmp_path)
+    assert [r["status"] for r in leaderboard(sweep_dir)] == ["finished", "failed"]
+    finished = trial_dir(sweep_dir, 0)
+    assert result_of(finished)["test/acc"] > 0.2
+    threads = threads_per_job(2) if launcher == "joblib" else 1  # 2 jobs x 1 thread on 2 cores
+    assert f"threads: {threads}" in (finished / "config.yaml").read_text()
+    assert not list(sweep_dir.glob("*launcher=*"))  # the launcher does not rename trials
+
+
+def test_optuna_search_tells_the_study_and_resumes_it(mnist_dir, tmp_path):
+    search = ["hparams_search=optuna", "model.kernel_size=3,30", *TINY]
+    first = cli("cnnlab.train", *search, "hydra.sweeper.n_trials=3", output_dir=tmp_path)
+    assert first.returncode in (0, 1), first.stderr[-3000:]
+    sweep_dir = sweep_dir_of(tmp_path)
+    rows = leaderboard(sweep_dir)
+    assert len(rows) == 3 and "Best trial #" in first.stderr + first.stdout
+    for row in rows:  # the knob fixed on the command line is out of the space; others sampled
+        assert (
+            row["overrides"].count("trainer.max_epochs=") == 1 and "model.lr=" in row["overrides"]
+        )
+        assert row["overrides"].count("model.filters=") == 1
+        assert (row["status"] == "failed") == ("model.kernel_size=30" in row["overrides"])
+    again = cli("cnnlab.train", *search, "hydra.sweeper.n_trials=4", f"resume={sweep_dir}",
+                output_dir=tmp_path)  # fmt: skip
+    assert again.returncode in (0, 1), again.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="optuna_search", storage=f"sqlite:///{sweep_dir}/optuna.db"
+    )
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 4 and len(leaderboard(sweep_dir)) == 4  # 3 earlier trials + 1 new
+    values = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
+    for row in leaderboard(sweep_dir):
+        if row["status"] == "finished":
+            assert values[int(row["trial"])] == pytest.approx(float(row["val/acc"]))
+
+
+def test_sweep_preset_runs_without_dash_m_and_command_line_narrows_it(mnist_dir, tmp_path):
+    narrowed = ["model.kernel_size=3", "model.pool_size=2", "model.dropout=0.0,0.5"]
+    done = cli("cnnlab.train", "sweep=arch", *narrowed, *TINY, output_dir=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_dir = sweep_dir_of(tmp_path)
+    assert sweep_dir.name.endswith("_arch_sweep")
+    rows = leaderboard(sweep_dir)  # the preset's 36 trials, narrowed to 2 by the command line
+    dropouts = [o for r in rows for o in r["overrides"].split() if o.startswith("model.dropout")]
+    assert sorted(dropouts) == ["model.dropout=0.0", "model.dropout=0.5"]
+    assert not list(sweep_dir.glob("*sweep=arch*"))
