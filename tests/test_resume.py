@@ -114,7 +114,10 @@ def test_after_sigkill_last_epoch_checkpoint_is_there_and_resumes(mnist_dir, tmp
     resumed = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert result_of(run_dir)["status"] == "finished"
-    assert steps(run_dir, "train/loss") == [19, 39]
+    # Validation metrics reach the disk before last.ckpt; epoch 0's train metrics are logged
+    # just after it, so a kill in between may lose that one point, never duplicate it.
+    assert steps(run_dir, "val/acc") == [19, 39]
+    assert steps(run_dir, "train/loss") in ([19, 39], [39])
 
 
 def test_resume_of_something_that_is_not_a_run_is_one_line(tmp_path):
