@@ -23,6 +23,7 @@ from cnnlab.cli import run_cli
 from cnnlab.config import check_config
 from cnnlab.errors import CnnlabError, exit_code, one_line
 from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
+from cnnlab.speed import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from the config, fit, test the best checkpoint; return the metrics."""
     check_config(cfg)
+    set_threads(cfg.get("threads"))
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
