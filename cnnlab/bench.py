@@ -8,6 +8,9 @@ In one run on one machine, each in its own process:
 3. the lesson's Keras code on TensorFlow (``bench/keras_seed.py`` in the ``.venv-tf`` venv:
    TensorFlow and torch must never share a process).
 
+``--sweep N`` also times an N-trial sweep run one trial after another (all cores each) and in
+parallel (joblib, one thread per trial) and compares their aggregate images/s.
+
 Prints a table (images/s, ratios, end-to-end wall time, test accuracy, peak memory) and writes
 it as ``bench.json`` and ``bench.md`` under ``outputs/bench/<time>/``.
 """
@@ -89,6 +92,29 @@ def bench_keras(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {**{k: seed[k] for k in keep}, **proc}
 
 
+def bench_sweep(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Aggregate throughput (all trials' training images / sweep wall time), sequential vs.
+    parallel; trials differ only in seed and train ``--sweep-steps`` batches each."""
+    seeds = ",".join(str(seed) for seed in range(1, args.sweep + 1))
+    trial = [*overrides, "print_config=false", "name=bench_sweep", f"seed={seeds}", "test=false",
+             "trainer.max_epochs=1", f"trainer.limit_train_batches={args.sweep_steps}",
+             "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"]  # fmt: skip
+    ways = {
+        "sequential": [],
+        "parallel": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.sweep}", "threads=1"],
+    }
+    images = args.sweep * args.sweep_steps * 128
+    result: dict[str, Any] = {"trials": args.sweep, "steps_per_trial": args.sweep_steps}
+    for way, extra in ways.items():
+        cmd = [sys.executable, "-m", "cnnlab.train", "-m", *trial, *extra]
+        proc = run_timed(cmd, out / f"sweep_{way}.log", env={"CNNLAB_OUTPUT_DIR": str(out / way)})
+        result[way] = {**proc, "images_per_s": round(images / proc["wall_s"], 1)}
+    result["parallel/sequential"] = round(
+        result["parallel"]["images_per_s"] / result["sequential"]["images_per_s"], 3
+    )
+    return result
+
+
 def data_dir() -> Path:
     return Path(os.environ.get("CNNLAB_DATA_DIR", PROJECT_ROOT / "data"))
 
@@ -131,6 +157,11 @@ def markdown(report: dict[str, Any]) -> str:
                  cell(row["peak_rss_mb"], ".0f"))  # fmt: skip
         lines.append(f"| {LABELS[key]} | {' | '.join(cells)} |")
     lines += ["", *(f"- {name}: {cell(value, '.3f')}" for name, value in report["ratios"].items())]
+    if sweep := report.get("sweep"):
+        lines += ["", f"Sweep of {sweep['trials']} trials x {sweep['steps_per_trial']} batches: "
+                  + ", ".join(f"{way} {sweep[way]['images_per_s']:.0f} images/s in "
+                              f"{sweep[way]['wall_s']:.1f} s" for way in ("sequential", "parallel"))
+                  + f" (parallel/sequential {sweep['parallel/sequential']:.3f})"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -141,6 +172,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--plain-steps", type=int, default=300, help="steps of the plain loop")
     p.add_argument("--no-keras", action="store_true", help="skip the TensorFlow side (GPU)")
     p.add_argument("--tf-python", default=str(TF_PYTHON), help="python of the TensorFlow venv")
+    p.add_argument("--sweep", type=int, default=0, help="also time an N-trial sweep, 2 ways")
+    p.add_argument("--sweep-steps", type=int, default=200, help="training batches per trial")
     p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both torch sides)")
     return p.parse_args(argv)
@@ -167,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rows": {k: rows[k] for k in LABELS if k in rows},
         "ratios": ratios(rows),
     }
+    if args.sweep:
+        report["sweep"] = bench_sweep(out, args.overrides, args)
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "bench.md").write_text(markdown(report))
     print(markdown(report) + f"\nwritten: {out / 'bench.json'}, {out / 'bench.md'}")
