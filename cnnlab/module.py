@@ -37,9 +37,10 @@ class MNISTClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.net = KerasCNN(Arch(**arch))
-        self.save_hyperparameters({"lr": lr, "eps": eps, "weight_decay": weight_decay,
-                                   **asdict(self.net.arch)}, logger=False)  # fmt: skip
         self.speed = SpeedOptions(channels_last, fused_adam, compile)
+        self.save_hyperparameters({"lr": lr, "eps": eps, "weight_decay": weight_decay,
+                                   **asdict(self.net.arch), **asdict(self.speed)},
+                                  logger=False)  # fmt: skip
         self.speed.apply_to(self.net)
         self.class_names = CLASS_NAMES
         classes = self.net.arch.num_classes

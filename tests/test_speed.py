@@ -78,8 +78,8 @@ def run_bench(tmp_path, *extra: str) -> dict:
     return report
 
 
-def test_bench_measures_cnnlab_through_the_trainer_and_the_plain_loop(mnist_dir, tmp_path):
-    report = run_bench(tmp_path, "--no-keras")
+def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
+    report = run_bench(tmp_path, "--no-keras", "--sweep", "2", "--sweep-steps", "5")
     cnnlab, plain = report["rows"]["cnnlab"], report["rows"]["plain"]
     assert cnnlab["timed_windows"] == 1 and plain["timed_windows"] == 1  # 50 = 20 + 1 + 25 + 4
     assert cnnlab["images_per_s"] > 0 and plain["images_per_s"] > 0
@@ -88,6 +88,13 @@ def test_bench_measures_cnnlab_through_the_trainer_and_the_plain_loop(mnist_dir,
     expected = cnnlab["images_per_s"] / plain["images_per_s"]
     assert report["ratios"]["cnnlab/plain images_per_s"] == pytest.approx(expected, abs=1e-3)
     assert report["ratios"]["cnnlab/keras images_per_s"] is None
+    sweep = report["sweep"]
+    for way in ("sequential", "parallel"):  # both sweeps really ran both trials
+        trials = sorted((tmp_path / "bench" / way / "sweeps").glob("*/*/result.json"))
+        assert [json.loads(t.read_text())["status"] for t in trials] == ["finished"] * 2
+        assert sweep[way]["images_per_s"] == pytest.approx(2 * 5 * 128 / sweep[way]["wall_s"], 0.01)
+    parallel_trial = next((tmp_path / "bench" / "parallel" / "sweeps").glob("*/0_*/config.yaml"))
+    assert "threads: 1" in parallel_trial.read_text()
 
 
 @pytest.mark.skipif(not TF_PYTHON.is_file(), reason="no .venv-tf (make bench creates it)")
