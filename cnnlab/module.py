@@ -64,13 +64,21 @@ class MNISTClassifier(L.LightningModule):
         ):
             metric = self.metrics[f"{split}_{name}"]
             metric.update(*update)
-            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
+            if split != "train":  # train: on_train_epoch_end
+                self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
         if split == "test":
             self.per_class_acc.update(logits, labels)
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")
+
+    def on_train_epoch_end(self) -> None:
+        """Train metrics, logged once an epoch: a ``self.log`` every step costs a few % of it."""
+        for name in ("loss", "acc"):
+            metric = self.metrics[f"train_{name}"]
+            self.log(f"train/{name}", metric.compute(), prog_bar=True)
+            metric.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
