@@ -1,13 +1,16 @@
 # make train: set up .venv, fetch MNIST, train the lesson's model (TensorBoard logs in outputs/).
 # make test: set up .venv and run the test suite. Both are idempotent and quick once set up.
+# make bench: cnnlab vs. a plain PyTorch loop vs. the Keras seed on TensorFlow (docs/speed.md).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 SWEEP ?= arch
+TF_VENV := .venv-tf
+TF_STAMP := $(TF_VENV)/.installed
 
-.PHONY: train test lint format tensorboard clean
+.PHONY: train test bench lint format tensorboard clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +28,14 @@ sweep: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+$(TF_STAMP): bench/requirements-tf.txt
+	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/pip install -q -r bench/requirements-tf.txt
+	touch $@
+
+bench: $(STAMP) $(TF_STAMP)
+	$(PY) -m cnnlab.bench --tf-python $(TF_VENV)/bin/python $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check cnnlab tests hydra_plugins

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cnnlab import CLASS_NAMES
 from cnnlab.model import Arch, KerasCNN
+from cnnlab.speed import LEAN_ACC, LEAN_MEAN, SpeedOptions
 
 
 class MNISTClassifier(L.LightningModule):
@@ -20,27 +21,38 @@ class MNISTClassifier(L.LightningModule):
 
     Cross-entropy on logits equals softmax + categorical cross-entropy on one-hot labels.
     Adam uses Keras' defaults (lr 1e-3, epsilon 1e-7; PyTorch's default epsilon is 1e-8).
-    Any other keyword is an ``Arch`` field (filters, kernel_size, ...).
+    Any other keyword is an ``Arch`` field (filters, kernel_size, ...). ``channels_last``,
+    ``fused_adam`` and ``compile`` change speed, not results (see ``cnnlab.speed``).
     """
 
     def __init__(
-        self, lr: float = 1e-3, eps: float = 1e-7, weight_decay: float = 0.0, **arch: object
+        self,
+        lr: float = 1e-3,
+        eps: float = 1e-7,
+        weight_decay: float = 0.0,
+        channels_last: bool = False,
+        fused_adam: bool = False,
+        compile: bool = False,
+        **arch: object,
     ) -> None:
         super().__init__()
         self.net = KerasCNN(Arch(**arch))
+        self.speed = SpeedOptions(channels_last, fused_adam, compile)
         self.save_hyperparameters({"lr": lr, "eps": eps, "weight_decay": weight_decay,
-                                   **asdict(self.net.arch)}, logger=False)  # fmt: skip
+                                   **asdict(self.net.arch), **asdict(self.speed)},
+                                  logger=False)  # fmt: skip
+        self.speed.apply_to(self.net)
         self.class_names = CLASS_NAMES
         classes = self.net.arch.num_classes
         self.metrics = torch.nn.ModuleDict()  # registered, so they follow the module's device
         for split in ("train", "val", "test"):
-            self.metrics[f"{split}_loss"] = MeanMetric()
-            self.metrics[f"{split}_acc"] = MulticlassAccuracy(classes, average="micro")
+            self.metrics[f"{split}_loss"] = MeanMetric(**LEAN_MEAN)
+            self.metrics[f"{split}_acc"] = MulticlassAccuracy(classes, average="micro", **LEAN_ACC)
         self.per_class_acc = MulticlassAccuracy(classes, average=None)
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits."""
-        return self.net(images)
+        return self.net(self.speed.layout(images))
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         images, labels = batch
@@ -52,13 +64,21 @@ class MNISTClassifier(L.LightningModule):
         ):
             metric = self.metrics[f"{split}_{name}"]
             metric.update(*update)
-            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
+            if split != "train":  # train: on_train_epoch_end
+                self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
         if split == "test":
             self.per_class_acc.update(logits, labels)
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")
+
+    def on_train_epoch_end(self) -> None:
+        """Train metrics, logged once an epoch: a ``self.log`` every step costs a few % of it."""
+        for name in ("loss", "acc"):
+            metric = self.metrics[f"train_{name}"]
+            self.log(f"train/{name}", metric.compute(), prog_bar=True)
+            metric.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -80,5 +100,6 @@ class MNISTClassifier(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         return torch.optim.Adam(
-            self.parameters(), lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay
-        )
+            self.parameters(), lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay,
+            **self.speed.adam_kwargs(),
+        )  # fmt: skip

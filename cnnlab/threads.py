@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from cnnlab.errors import CnnlabError
+
 
 def cores() -> int:
     """Cores this process may run on (the affinity mask: what a container or SLURM gives us)."""
@@ -24,6 +26,9 @@ def threads_per_job(n_jobs: int) -> int:
 
 
 def cap_threads(threads: int | None) -> None:
-    """Limit this process's PyTorch CPU threads (None: leave PyTorch's default)."""
-    if threads:
-        torch.set_num_threads(int(threads))
+    """Limit this process's PyTorch CPU threads (None: PyTorch's default, one per core)."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise CnnlabError(f"threads={threads!r}: must be an integer >= 1 or null")
+    torch.set_num_threads(threads)

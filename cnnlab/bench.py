@@ -1,0 +1,212 @@
+"""``python -m cnnlab.bench [overrides]`` (``make bench``): cnnlab vs. a plain loop vs. the seed.
+
+In one run on one machine, each in its own process:
+
+1. cnnlab through its real CLI and Trainer (default config + ``overrides``), 5 epochs, tested;
+2. the hand-written PyTorch loop of ``cnnlab.plain_loop`` with the same model, data tensors,
+   optimizer and precision;
+3. the lesson's Keras code on TensorFlow (``bench/keras_seed.py`` in the ``.venv-tf`` venv:
+   TensorFlow and torch must never share a process).
+
+``--sweep N`` also times an N-trial sweep run one trial after another (all cores each) and in
+parallel (joblib, one thread per trial) and compares their aggregate images/s.
+
+Prints a table (images/s, ratios, end-to-end wall time, test accuracy, peak memory) and writes
+it as ``bench.json`` and ``bench.md`` under ``outputs/bench/<time>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cnnlab.resolvers import PROJECT_ROOT
+
+TF_PYTHON = PROJECT_ROOT / ".venv-tf" / "bin" / "python"
+KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
+
+
+def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd`` (output to ``log``); its exit code, wall time and its own peak RSS."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's rusage, not all children's
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-5:]
+        raise SystemExit(f"cnnlab: error: {' '.join(cmd[:3])} failed (exit {proc.returncode}), "
+                         f"see {log}: {' | '.join(tail)}")  # fmt: skip
+    return {
+        "wall_s": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def bench_cnnlab(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """The default run through ``python -m cnnlab.train``, timed by a callback in the Trainer."""
+    timing = out / "cnnlab_throughput.json"
+    cmd = [sys.executable, "-m", "cnnlab.train", *overrides, "print_config=false", "name=bench",
+           f"trainer.max_epochs={args.epochs}",
+           "+callbacks.throughput._target_=cnnlab.throughput.ThroughputCallback",
+           f"+callbacks.throughput.path={timing}"]  # fmt: skip
+    if args.max_steps_per_epoch:
+        cmd.append(f"trainer.limit_train_batches={args.max_steps_per_epoch}")
+    proc = run_timed(cmd, out / "cnnlab.log", env={"CNNLAB_OUTPUT_DIR": str(out / "cnnlab")})
+    (run_dir,) = sorted((out / "cnnlab" / "runs").glob("*_bench"))
+    result = json.loads((run_dir / "result.json").read_text())
+    return {**json.loads(timing.read_text()), **proc, "test_acc": result["test/acc"],
+            "test_loss": result["test/loss"], "run_dir": str(run_dir)}  # fmt: skip
+
+
+def bench_plain(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """The plain PyTorch loop on the same config; throughput only (it does not test)."""
+    measured = out / "plain_loop.json"
+    cmd = [sys.executable, "-m", "cnnlab.plain_loop", "--steps", str(args.plain_steps),
+           "--json", str(measured), *overrides]  # fmt: skip
+    proc = run_timed(cmd, out / "plain_loop.log")
+    return {**json.loads(measured.read_text()), **proc}
+
+
+def bench_keras(out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The seed's Keras code, unchanged, on TensorFlow CPU in its own venv."""
+    if not Path(args.tf_python).is_file():
+        raise SystemExit(f"cnnlab: error: --tf-python={args.tf_python}: no such interpreter "
+                         "(make bench creates .venv-tf; --no-keras skips this part)")  # fmt: skip
+    measured = out / "keras_seed.json"
+    cmd = [str(args.tf_python), str(KERAS_SEED), "--data-dir", str(data_dir()),
+           "--json", str(measured), "--verbose", "2", "--epochs", str(args.epochs)]  # fmt: skip
+    if args.max_steps_per_epoch:
+        cmd += ["--max-steps-per-epoch", str(args.max_steps_per_epoch)]
+    proc = run_timed(cmd, out / "keras_seed.log")
+    seed = json.loads(measured.read_text())
+    keep = ("images_per_s", "median_step_ms", "test_acc", "test_loss", "fit_wall_s", "threads")
+    return {**{k: seed[k] for k in keep}, **proc}
+
+
+def bench_sweep(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Aggregate throughput (all trials' training images / sweep wall time), sequential vs.
+    parallel; trials differ only in seed and train ``--sweep-steps`` batches each."""
+    seeds = ",".join(str(seed) for seed in range(1, args.sweep + 1))
+    trial = [*overrides, "print_config=false", "name=bench_sweep", f"seed={seeds}", "test=false",
+             "trainer.max_epochs=1", f"trainer.limit_train_batches={args.sweep_steps}",
+             "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"]  # fmt: skip
+    ways = {
+        "sequential": [],
+        "parallel": ["launcher=joblib"],  # 2 jobs x cores // 2 threads
+    }
+    images = args.sweep * args.sweep_steps * 128
+    result: dict[str, Any] = {"trials": args.sweep, "steps_per_trial": args.sweep_steps}
+    for way, extra in ways.items():
+        cmd = [sys.executable, "-m", "cnnlab.train", "-m", *trial, *extra]
+        proc = run_timed(cmd, out / f"sweep_{way}.log", env={"CNNLAB_OUTPUT_DIR": str(out / way)})
+        result[way] = {**proc, "images_per_s": round(images / proc["wall_s"], 1)}
+    result["parallel/sequential"] = round(
+        result["parallel"]["images_per_s"] / result["sequential"]["images_per_s"], 3
+    )
+    return result
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("CNNLAB_DATA_DIR", PROJECT_ROOT / "data"))
+
+
+def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """The bar of issue 4: throughput vs. plain and vs. Keras, end-to-end time vs. Keras."""
+
+    def ratio(a: str, b: str, key: str) -> float | None:
+        if a in rows and b in rows and rows[a].get(key) and rows[b].get(key):
+            return round(rows[a][key] / rows[b][key], 3)
+        return None
+
+    return {
+        "cnnlab/plain images_per_s": ratio("cnnlab", "plain", "images_per_s"),
+        "cnnlab/keras images_per_s": ratio("cnnlab", "keras", "images_per_s"),
+        "cnnlab/keras end_to_end_s": ratio("cnnlab", "keras", "wall_s"),
+    }
+
+
+LABELS = {"cnnlab": "cnnlab Trainer", "plain": "plain PyTorch loop", "keras": "Keras seed on TF"}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The results as a Markdown table plus the ratios."""
+
+    def cell(value: object, fmt: str) -> str:
+        return format(value, fmt) if isinstance(value, int | float) else "-"
+
+    lines = [
+        f"{report['epochs']} epochs, batch 128, {report['machine']}, load {report['load']}",
+        f"config overrides: {' '.join(report['overrides']) or '(default config)'}",
+        "",
+        "| | images/s | ms/step | end-to-end s | test acc | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in report["rows"].items():
+        wall = row["wall_s"] if key != "plain" else None  # the plain loop runs only a few steps
+        cells = (cell(row.get("images_per_s"), ".0f"), cell(row.get("median_step_ms"), ".1f"),
+                 cell(wall, ".1f"), cell(row.get("test_acc"), ".4f"),
+                 cell(row["peak_rss_mb"], ".0f"))  # fmt: skip
+        lines.append(f"| {LABELS[key]} | {' | '.join(cells)} |")
+    lines += ["", *(f"- {name}: {cell(value, '.3f')}" for name, value in report["ratios"].items())]
+    if sweep := report.get("sweep"):
+        lines += ["", f"Sweep of {sweep['trials']} trials x {sweep['steps_per_trial']} batches: "
+                  + ", ".join(f"{way} {sweep[way]['images_per_s']:.0f} images/s in "
+                              f"{sweep[way]['wall_s']:.1f} s" for way in ("sequential", "parallel"))
+                  + f" (parallel/sequential {sweep['parallel/sequential']:.3f})"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=5, help="epochs for cnnlab and Keras")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="quick check: N batches")
+    p.add_argument("--plain-steps", type=int, default=300, help="steps of the plain loop")
+    p.add_argument("--no-keras", action="store_true", help="skip the TensorFlow side (GPU)")
+    p.add_argument("--tf-python", default=str(TF_PYTHON), help="python of the TensorFlow venv")
+    p.add_argument("--sweep", type=int, default=0, help="also time an N-trial sweep, 2 ways")
+    p.add_argument("--sweep-steps", type=int, default=200, help="training batches per trial")
+    p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
+    p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both torch sides)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    output_dir = Path(os.environ.get("CNNLAB_OUTPUT_DIR", PROJECT_ROOT / "outputs"))
+    out = args.out or output_dir / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    rows = {"plain": bench_plain(out, args.overrides, args)}
+    rows["cnnlab"] = bench_cnnlab(out, args.overrides, args)
+    if not args.no_keras:
+        rows["keras"] = bench_keras(out, args)
+    report = {
+        "epochs": args.epochs,
+        "max_steps_per_epoch": args.max_steps_per_epoch,
+        "overrides": args.overrides,
+        "machine": f"{os.cpu_count()} CPUs {os.uname().machine}",
+        "load": "before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
+            *load_before, *os.getloadavg()
+        ),
+        "rows": {k: rows[k] for k in LABELS if k in rows},
+        "ratios": ratios(rows),
+    }
+    if args.sweep:
+        report["sweep"] = bench_sweep(out, args.overrides, args)
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "bench.md").write_text(markdown(report))
+    print(markdown(report) + f"\nwritten: {out / 'bench.json'}, {out / 'bench.md'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

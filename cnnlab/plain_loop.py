@@ -1,0 +1,110 @@
+"""The hand-written PyTorch loop cnnlab's Trainer is compared with (``make bench``).
+
+``python -m cnnlab.plain_loop --steps 300 --json out.json [config overrides]`` composes the same
+config as ``cnnlab.train`` and trains the same network, on the same data tensors and batch
+order, with the same optimizer and precision, in the shortest loop PyTorch allows: no hooks,
+no metrics, no logging. It measures; it saves nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.errors import CnnlabError
+from cnnlab.module import MNISTClassifier
+from cnnlab.resolvers import PROJECT_ROOT
+from cnnlab.threads import cap_threads
+from cnnlab.throughput import ThroughputMeter
+
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def compose_train_config(overrides: list[str]) -> DictConfig:
+    """The config ``python -m cnnlab.train <overrides>`` would run with."""
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """What Lightning's precision plugin does around forward and loss, done by hand."""
+    if precision in ("32-true", "32"):
+        return contextlib.nullcontext()
+    if precision not in AUTOCAST:
+        raise CnnlabError(f"trainer.precision={precision}: the plain loop supports 32-true, "
+                          f"{', '.join(AUTOCAST)}")  # fmt: skip
+    return torch.autocast(device.type, dtype=AUTOCAST[precision])
+
+
+def pick_device(accelerator: str) -> torch.device:
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def train_plain(cfg: DictConfig, steps: int, meter: ThroughputMeter) -> None:
+    """``steps`` optimizer steps (over as many epochs as that takes), timed by ``meter``."""
+    cap_threads(cfg.get("threads"))
+    torch.manual_seed(cfg.seed)
+    device = meter.device
+    data = instantiate(cfg.data)
+    data.prepare_data()
+    data.setup("fit")
+    images, labels = data.splits["train"]
+    if data.on_device:
+        data.splits["train"] = (images.to(device), labels.to(device))
+    model: MNISTClassifier = instantiate(cfg.model)
+    net, speed = model.net.to(device), model.speed
+    optimizer = model.configure_optimizers()
+    precision = str(cfg.trainer.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    net.train()
+    loader, done, epoch = data.train_dataloader(), 0, 0
+    while done < steps:
+        loader.sampler.set_epoch(epoch)
+        meter.restart()
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast_for(precision, device):
+                loss = F.cross_entropy(net(speed.layout(x)), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            meter.step_done(len(y))
+            done += 1
+            if done == steps:
+                break
+        epoch += 1
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps to run")
+    p.add_argument("--warmup", type=int, default=20, help="first steps left untimed")
+    p.add_argument("--window", type=int, default=25, help="steps per timed window")
+    p.add_argument("--json", type=Path, default=None, help="write the measurement here")
+    p.add_argument("overrides", nargs="*", help="cnnlab.train config overrides")
+    args = p.parse_args(argv)
+    cfg = compose_train_config(args.overrides)
+    meter = ThroughputMeter(pick_device(cfg.trainer.accelerator), args.warmup, args.window)
+    train_plain(cfg, args.steps, meter)
+    result = {"precision": str(cfg.trainer.precision), **meter.summary()}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Training throughput, measured the same way for the Lightning Trainer and the plain loop.
+
+Steps are timed in windows of ``window`` consecutive training steps: the clock is read (after a
+device sync, so GPU time is real) only at window edges, never per step, so measuring costs
+nothing. Windows never span an epoch edge (validation, checkpoints). The first ``warmup`` steps
+of the run are not timed. images/s = median over windows of images / window time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+
+class ThroughputMeter:
+    """Counts steps and images; closes a timed window every ``window`` steps."""
+
+    def __init__(self, device: torch.device, warmup: int = 20, window: int = 25) -> None:
+        self.device, self.warmup, self.window = device, warmup, window
+        self.steps_seen = 0
+        self.windows: list[tuple[int, float]] = []  # (images, seconds)
+        self._start: float | None = None
+        self._images = self._steps = 0
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def restart(self) -> None:
+        """Drop the open window (call at each epoch start)."""
+        self._start, self._images, self._steps = None, 0, 0
+
+    def step_done(self, images: int) -> None:
+        self.steps_seen += 1
+        if self.steps_seen < self.warmup:
+            return
+        if self._start is None:  # the window starts at the end of a step
+            self._start = self._now()
+            return
+        self._images += images
+        self._steps += 1
+        if self._steps == self.window:
+            end = self._now()
+            self.windows.append((self._images, end - self._start))
+            self._start, self._images, self._steps = end, 0, 0
+
+    def summary(self) -> dict[str, Any]:
+        """images/s (median window), ms per step, how much was timed, peak GPU memory."""
+        rates = [images / seconds for images, seconds in self.windows]
+        per_step = [seconds / self.window for _, seconds in self.windows]
+        return {
+            "images_per_s": statistics.median(rates) if rates else None,
+            "median_step_ms": statistics.median(per_step) * 1000 if per_step else None,
+            "timed_windows": len(rates),
+            "window_steps": self.window,
+            "warmup_steps": self.warmup,
+            "device": str(self.device),
+            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20
+            if self.device.type == "cuda"
+            else None,
+        }
+
+
+class ThroughputCallback(L.Callback):
+    """``+callbacks.throughput._target_=cnnlab.throughput.ThroughputCallback
+    +callbacks.throughput.path=FILE``: the Trainer's throughput, written as JSON after fit."""
+
+    def __init__(self, path: str, warmup: int = 20, window: int = 25) -> None:
+        self.path, self.warmup, self.window = Path(path), warmup, window
+        self.meter: ThroughputMeter | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.meter = ThroughputMeter(pl_module.device, self.warmup, self.window)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.meter.restart()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        self.meter.step_done(len(batch[1]))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.meter.summary(), indent=2) + "\n")

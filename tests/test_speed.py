@@ -1,0 +1,103 @@
+"""Speed options change speed only; the throughput meter and `make bench` measure for real."""
+
+import json
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab.bench import TF_PYTHON
+from cnnlab.errors import CnnlabError
+from cnnlab.module import MNISTClassifier
+from cnnlab.plain_loop import autocast_for
+from cnnlab.threads import cap_threads
+from cnnlab.throughput import ThroughputMeter
+from tests.conftest import cli
+
+
+def one_adam_step(**speed: bool) -> MNISTClassifier:
+    torch.manual_seed(0)
+    model = MNISTClassifier(**speed)
+    images, labels = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    model.eval()  # no dropout: both variants must compute the same function
+    optimizer = model.configure_optimizers()
+    F.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+    return model
+
+
+def test_channels_last_and_fused_adam_train_the_same_weights_under_the_same_names():
+    plain = one_adam_step()
+    fast = one_adam_step(channels_last=True, fused_adam=True)
+    assert fast.net.features.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    assert list(plain.state_dict()) == list(fast.state_dict())  # checkpoints interchangeable
+    for name, weight in plain.state_dict().items():
+        torch.testing.assert_close(
+            fast.state_dict()[name], weight, rtol=0, atol=1e-4
+        )  # a step is ±1e-3
+
+
+def test_meter_times_whole_windows_after_warmup_and_drops_a_window_cut_by_an_epoch():
+    meter = ThroughputMeter(torch.device("cpu"), warmup=2, window=3)
+    for _ in range(11):  # steps 1: warm-up, 2: opens the clock, 3-11: three windows
+        time.sleep(0.01)
+        meter.step_done(128)
+    meter.step_done(128)
+    meter.restart()  # an epoch edge: the open window (1 step) is dropped
+    summary = meter.summary()
+    assert summary["timed_windows"] == 3
+    assert [images for images, _ in meter.windows] == [3 * 128] * 3
+    assert 0 < summary["images_per_s"] <= 128 / 0.01  # each step slept at least 10 ms
+    assert summary["median_step_ms"] >= 10
+
+
+def test_bad_threads_and_precision_are_named():
+    with pytest.raises(CnnlabError, match="threads=0"):
+        cap_threads(0)
+    with pytest.raises(CnnlabError, match=r"trainer\.precision=bf16-true"):
+        autocast_for("bf16-true", torch.device("cpu"))
+
+
+def test_train_cli_rejects_bad_threads_in_one_line(tmp_path):
+    done = cli("cnnlab.train", "threads=0", output_dir=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "cnnlab: error: threads=0: must be an integer >= 1 or null"
+    )
+
+
+def run_bench(tmp_path, *extra: str) -> dict:
+    out = tmp_path / "bench"
+    done = cli("cnnlab.bench", "--epochs", "1", "--max-steps-per-epoch", "50",
+               "--plain-steps", "50", "--out", str(out), *extra,
+               "trainer.limit_val_batches=2", output_dir=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "bench.json").read_text())
+    assert "| cnnlab Trainer |" in (out / "bench.md").read_text()
+    return report
+
+
+def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
+    report = run_bench(tmp_path, "--no-keras", "--sweep", "2", "--sweep-steps", "5")
+    cnnlab, plain = report["rows"]["cnnlab"], report["rows"]["plain"]
+    assert cnnlab["timed_windows"] == 1 and plain["timed_windows"] == 1  # 50 = 20 + 1 + 25 + 4
+    assert cnnlab["images_per_s"] > 0 and plain["images_per_s"] > 0
+    assert cnnlab["test_acc"] > 0.7  # a real run, tested: 50 batches learn a lot
+    assert cnnlab["peak_rss_mb"] > 100 and cnnlab["wall_s"] > 0
+    expected = cnnlab["images_per_s"] / plain["images_per_s"]
+    assert report["ratios"]["cnnlab/plain images_per_s"] == pytest.approx(expected, abs=1e-3)
+    assert report["ratios"]["cnnlab/keras images_per_s"] is None
+    sweep = report["sweep"]
+    for way in ("sequential", "parallel"):  # both sweeps really ran both trials
+        trials = sorted((tmp_path / "bench" / way / "sweeps").glob("*/*/result.json"))
+        assert [json.loads(t.read_text())["status"] for t in trials] == ["finished"] * 2
+        assert sweep[way]["images_per_s"] == pytest.approx(2 * 5 * 128 / sweep[way]["wall_s"], 0.01)
+    parallel_trial = next((tmp_path / "bench" / "parallel" / "sweeps").glob("*/0_*/config.yaml"))
+    assert "threads: 1" in parallel_trial.read_text()
+
+
+@pytest.mark.skipif(not TF_PYTHON.is_file(), reason="no .venv-tf (make bench creates it)")
+def test_bench_runs_the_keras_seed_in_its_own_venv(mnist_dir, tmp_path):
+    keras = run_bench(tmp_path)["rows"]["keras"]
+    assert keras["images_per_s"] > 0 and 0.5 < keras["test_acc"] <= 1
