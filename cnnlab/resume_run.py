@@ -33,14 +33,14 @@ class ResumeError(CnnlabError):
 def expand_resume(args: list[str]) -> list[str]:
     """Replace ``resume=<run_dir>`` by the overrides that continue that run; others pass through.
 
-    With ``-m`` it is left alone: ``resume=<sweep dir>`` resumes a sweep (``resume_sweep``).
+    A sweep is left alone: ``resume=<sweep dir>`` resumes it trial by trial (``resume_sweep``).
     """
     given = [a for a in args if a.startswith("resume=")]
     if not given or {"-m", "--multirun"} & set(args):
         return args
     run_dir = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
-    if (run_dir / "multirun.yaml").is_file():
-        raise ResumeError(f"resume={run_dir}: a sweep directory; resume it with -m")
+    if (run_dir / "multirun.yaml").is_file():  # a sweep run by a preset (hydra.mode) without -m
+        return args
     saved = saved_overrides(run_dir)
     ckpt = run_dir / RESUME_FROM
     continued = [
