@@ -86,7 +86,8 @@ def bench_keras(out: Path, args: argparse.Namespace) -> dict[str, Any]:
            "--json", str(measured), "--verbose", "2", "--epochs", str(args.epochs)]  # fmt: skip
     if args.max_steps_per_epoch:
         cmd += ["--max-steps-per-epoch", str(args.max_steps_per_epoch)]
-    proc = run_timed(cmd, out / "keras_seed.log")
+    # The seed is Keras on TensorFlow, whatever KERAS_BACKEND the caller's environment holds.
+    proc = run_timed(cmd, out / "keras_seed.log", env={"KERAS_BACKEND": "tensorflow"})
     seed = json.loads(measured.read_text())
     keep = ("images_per_s", "median_step_ms", "test_acc", "test_loss", "fit_wall_s", "threads")
     return {**{k: seed[k] for k in keep}, **proc}
