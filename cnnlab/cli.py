@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from cnnlab.errors import one_line
+from cnnlab.errors import CnnlabError, one_line
+from cnnlab.results import write_json
 
 
 def run_cli(main: Callable[[], object]) -> None:
@@ -29,3 +32,20 @@ def run_cli(main: Callable[[], object]) -> None:
             raise
         print(f"cnnlab: error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(2)
+
+
+def compute_and_report(
+    compute: Callable[[], dict[str, Any]],
+    report: Callable[[dict[str, Any]], None],
+    json_path: str | None,
+) -> dict[str, Any]:
+    """A command's body: compute, print, optionally save as JSON; a CnnlabError is one line."""
+    try:
+        result = compute()
+    except CnnlabError as e:
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    report(result)
+    if json_path:
+        write_json(Path(json_path), result)
+    return result

@@ -5,7 +5,6 @@ Prints test loss and accuracy (the lesson's two lines) and the accuracy of every
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
 from cnnlab.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
-from cnnlab.cli import run_cli
-from cnnlab.errors import CnnlabError
-from cnnlab.results import write_json
+from cnnlab.cli import compute_and_report, run_cli
 
 
 def trained_precision(ckpt: Path) -> str:
@@ -65,14 +62,7 @@ def report(result: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
-        result = evaluate(cfg)
-    except CnnlabError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    report(result)
-    if cfg.json:
-        write_json(Path(cfg.json), result)
+    compute_and_report(lambda: evaluate(cfg), report, cfg.json)
 
 
 if __name__ == "__main__":

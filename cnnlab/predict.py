@@ -9,7 +9,6 @@ images are still predicted, and the exit code is 2 if any image failed.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -17,11 +16,10 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from cnnlab.checkpoints import load_model, resolve_checkpoint
-from cnnlab.cli import run_cli
+from cnnlab.cli import compute_and_report, run_cli
 from cnnlab.digits import ImageFileError, image_files, invert_mode, load_digit
 from cnnlab.errors import CnnlabError
 from cnnlab.module import MNISTClassifier
-from cnnlab.results import write_json
 
 
 def top_classes(model: MNISTClassifier, digits: torch.Tensor, k: int) -> list[list[dict]]:
@@ -70,14 +68,7 @@ def report(result: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    try:
-        result = predict(cfg)
-    except CnnlabError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    report(result)
-    if cfg.json:
-        write_json(Path(cfg.json), result)
+    result = compute_and_report(lambda: predict(cfg), report, cfg.json)
     if result["errors"]:
         sys.exit(ImageFileError.exit_code)
 
