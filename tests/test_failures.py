@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import cli, result_of, run_dirs
+from tests.conftest import cli, result_of, run_dirs, train_run
 from tests.hostile import Exploit, one_error
 
 FAST = ["debug=fast", "print_config=false"]
@@ -26,11 +26,7 @@ def digest(path: Path) -> str:
 @pytest.fixture(scope="module")
 def narrow_run(mnist_dir, tmp_path_factory) -> Path:
     """A real run of another architecture: 16 first-layer filters instead of 32."""
-    output_dir = tmp_path_factory.mktemp("narrow")
-    done = cli("cnnlab.train", *FAST, "model.filters=16", output_dir=output_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = run_dirs(output_dir)
-    return run_dir
+    return train_run(tmp_path_factory.mktemp("narrow"), *FAST, "model.filters=16")[0]
 
 
 def test_nan_loss_fails_the_run_with_the_reason(mnist_dir, tmp_path):

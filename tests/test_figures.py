@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cnnlab.figures import confident_mistakes, confusion, feature_stages, per_class_accuracy
 from cnnlab.model import Arch, KerasCNN
-from tests.conftest import QUICK, cli, result_of, run_dirs
+from tests.conftest import QUICK, cli, result_of, train_run
 
 FIGURES = {
     "train_samples", "test_predictions", "confident_mistakes", "confusion_matrix",
@@ -16,10 +16,7 @@ FIGURES = {
 
 
 def quick_run(output_dir, *overrides):
-    done = cli("cnnlab.train", *QUICK, "trainer.limit_test_batches=2", *overrides,
-               output_dir=output_dir)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = run_dirs(output_dir)
+    run_dir, _ = train_run(output_dir, *QUICK, "trainer.limit_test_batches=2", *overrides)
     assert result_of(run_dir)["status"] == "finished"
     return run_dir
 

@@ -11,7 +11,7 @@ from cnnlab import CLASS_NAMES
 from cnnlab.checkpoints import load_model
 from cnnlab.datamodule import load_split
 from cnnlab.digits import ImageFileError, load_digit, to_mnist
-from tests.conftest import cli, run_dirs
+from tests.conftest import cli, train_run
 
 TRAIN = ["trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=2",
          "test=false", "callbacks.figures=null", "print_config=false"]  # fmt: skip
@@ -26,11 +26,7 @@ def test_digits(mnist_dir):
 @pytest.fixture(scope="module")
 def trained_run(mnist_dir, tmp_path_factory):
     """A briefly trained model (100 batches: ~95% accurate) through the real training CLI."""
-    output_dir = tmp_path_factory.mktemp("outputs")
-    done = cli("cnnlab.train", *TRAIN, output_dir=output_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = run_dirs(output_dir)
-    return run_dir
+    return train_run(tmp_path_factory.mktemp("outputs"), *TRAIN)[0]
 
 
 def as_uint8(image: torch.Tensor) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import ROOT, cli, cli_env, result_of, run_dirs
+from tests.conftest import ROOT, cli, cli_env, result_of, run_dirs, train_run
 
 # Two real epochs of 20 batches, deterministic: long enough to be interrupted in epoch 1.
 TWO_EPOCHS = [
@@ -52,11 +52,7 @@ def steps(run_dir: Path, tag: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(mnist_dir, tmp_path_factory) -> Path:
-    output_dir = tmp_path_factory.mktemp("uninterrupted")
-    done = cli("cnnlab.train", *TWO_EPOCHS, output_dir=output_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = run_dirs(output_dir)
-    return run_dir
+    return train_run(tmp_path_factory.mktemp("uninterrupted"), *TWO_EPOCHS)[0]
 
 
 def test_seeded_deterministic_runs_give_identical_metrics(uninterrupted, tmp_path):

@@ -6,15 +6,12 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from tests.conftest import QUICK, cli, result_of, run_dirs
+from tests.conftest import QUICK, cli, result_of, train_run
 
 
 @pytest.fixture(scope="module")
 def trained_run(mnist_dir, tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("outputs")
-    done = cli("cnnlab.train", *QUICK, output_dir=output_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = run_dirs(output_dir)
+    run_dir, done = train_run(tmp_path_factory.mktemp("outputs"), *QUICK)
     return run_dir, done.stdout
 
 
