@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.resolvers import PROJECT_ROOT
+from cnnlab.results import write_json
 
 TF_PYTHON = PROJECT_ROOT / ".venv-tf" / "bin" / "python"
 KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if args.sweep:
         report["sweep"] = bench_sweep(out, args.overrides, args)
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "bench.json", report)
     (out / "bench.md").write_text(markdown(report))
     print(markdown(report) + f"\nwritten: {out / 'bench.json'}, {out / 'bench.md'}")
     return report

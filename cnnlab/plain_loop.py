@@ -23,6 +23,7 @@ import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
 from cnnlab.errors import CnnlabError
 from cnnlab.module import MNISTClassifier
 from cnnlab.resolvers import PROJECT_ROOT
+from cnnlab.results import write_json
 from cnnlab.threads import cap_threads
 from cnnlab.throughput import ThroughputMeter
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return result
 
 

@@ -8,7 +8,6 @@ of the run are not timed. images/s = median over windows of images / window time
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import lightning as L
 import torch
+
+from cnnlab.results import write_json
 
 
 class ThroughputMeter:
@@ -89,4 +90,4 @@ class ThroughputCallback(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.meter.summary(), indent=2) + "\n")
+        write_json(self.path, self.meter.summary())
