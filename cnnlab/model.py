@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.layers import Dropout, Flatten
 
 PADDINGS = ("valid", "same")
 INITS = ("keras", "torch")
@@ -132,18 +133,18 @@ class KerasCNN(nn.Module):
                 layers[f"relu{n}"] = nn.ReLU()
                 channels, size = out, arch.conv_out(size)
             layers[f"pool{block}"] = nn.MaxPool2d(arch.pool_size)
-            layers[f"dropout{block}"] = nn.Dropout(arch.dropout)
+            layers[f"dropout{block}"] = Dropout(arch.dropout)
             size //= arch.pool_size
         return _ordered(layers)
 
     @staticmethod
     def _classifier(arch: Arch, flat: int) -> nn.Sequential:
-        layers: dict[str, nn.Module] = {"flatten": nn.Flatten()}
+        layers: dict[str, nn.Module] = {"flatten": Flatten()}
         width = flat
         for n in range(1, arch.dense_layers + 1):
             layers[f"dense{n}"] = nn.Linear(width, arch.dense_units)
             layers[f"dense{n}_relu"] = nn.ReLU()
-            layers[f"dense{n}_dropout"] = nn.Dropout(arch.dense_dropout)
+            layers[f"dense{n}_dropout"] = Dropout(arch.dense_dropout)
             width = arch.dense_units
         layers["output"] = nn.Linear(width, arch.num_classes)
         return _ordered(layers)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
 from cnnlab.errors import CnnlabError
+from cnnlab.heap import keep_freed_memory
 from cnnlab.module import MNISTClassifier
 from cnnlab.resolvers import PROJECT_ROOT
 from cnnlab.results import write_json
@@ -55,6 +56,7 @@ def pick_device(accelerator: str) -> torch.device:
 def train_plain(cfg: DictConfig, steps: int, meter: ThroughputMeter) -> None:
     """``steps`` optimizer steps (over as many epochs as that takes), timed by ``meter``."""
     cap_threads(cfg.get("threads"))
+    keep_freed_memory(cfg.get("keep_freed_memory"))
     torch.manual_seed(cfg.seed)
     device = meter.device
     data = instantiate(cfg.data)

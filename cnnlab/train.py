@@ -25,6 +25,7 @@ from cnnlab.cli import run_cli
 from cnnlab.config import check_config
 from cnnlab.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
 from cnnlab.errors import CnnlabError, exit_code, one_line
+from cnnlab.heap import keep_freed_memory
 from cnnlab.preflight import check_room
 from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
 from cnnlab.resume_run import apply_resume
@@ -38,6 +39,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Build everything from the config, fit, test the best checkpoint; return the metrics."""
     check_config(cfg)
     cap_threads(cfg.get("threads"))
+    keep_freed_memory(cfg.get("keep_freed_memory"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # first: the initial weights too
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)

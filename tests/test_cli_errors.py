@@ -20,6 +20,7 @@ from tests.conftest import cli, result_of, run_dirs
         ("model.filterz=3", "model.filterz"),
         ("+model.filterz=3", "model.filterz: unknown key"),
         ("model=resnet", "model/resnet"),
+        ("keep_freed_memory=yes", "keep_freed_memory='yes': must be true, false or null"),
     ],
 )
 def test_bad_override_is_one_clear_line(tmp_path, override, message):

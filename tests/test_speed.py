@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from cnnlab.bench import TF_PYTHON
 from cnnlab.errors import CnnlabError
+from cnnlab.heap import keep_freed_memory
 from cnnlab.module import MNISTClassifier
 from cnnlab.plain_loop import autocast_for
 from cnnlab.threads import cap_threads
@@ -57,6 +58,13 @@ def test_bad_threads_and_precision_are_named():
         cap_threads(0)
     with pytest.raises(CnnlabError, match=r"trainer\.precision=bf16-true"):
         autocast_for("bf16-true", torch.device("cpu"))
+
+
+def test_keep_freed_memory_is_a_switch():
+    assert keep_freed_memory(None) is False
+    assert keep_freed_memory(False) is False
+    with pytest.raises(CnnlabError, match="keep_freed_memory='yes'"):
+        keep_freed_memory("yes")
 
 
 def test_train_cli_rejects_bad_threads_in_one_line(tmp_path):

@@ -1,0 +1,75 @@
+"""cnnlab's Dropout and Flatten compute what PyTorch's do, only faster on a CPU."""
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.layers import LEVELS, Dropout, Flatten
+
+CHANNELS_LAST = torch.channels_last
+
+
+def activations(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Pooled activations of the seed model, laid out as the fast path holds them."""
+    x = torch.rand(128, 64, 12, 12, dtype=dtype) + 0.5
+    return x.contiguous(memory_format=CHANNELS_LAST).requires_grad_()
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.1])
+def test_dropout_drops_a_fraction_p_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    x = activations()
+    y = Dropout(p).train()(x)
+    dropped = (y == 0).float().mean().item()
+    assert dropped == pytest.approx(p, abs=0.003)  # 1.2M draws: sd ~0.0005
+    kept = y[y != 0] / x[y != 0]
+    drop_rate = round(p * LEVELS) / LEVELS  # 0.25 and 0.5 exactly
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / (1 - drop_rate)))
+    assert y.is_contiguous(memory_format=CHANNELS_LAST)
+
+
+def test_dropout_gradient_is_its_mask_and_the_draws_follow_the_seed():
+    torch.manual_seed(1)
+    x = activations(torch.bfloat16)
+    y = Dropout(0.25).train()(x)
+    y.sum().backward()
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(x.grad, (y / x).detach())  # d(x * mask)/dx = mask
+    torch.manual_seed(1)
+    again = Dropout(0.25).train()(activations(torch.bfloat16))
+    assert torch.equal((again == 0), (y == 0))
+
+
+def test_dropout_draws_are_independent_across_bits_and_positions():
+    torch.manual_seed(2)
+    kept = Dropout(0.5).train()(torch.ones(4, 100_000)) != 0
+    for position in range(4):  # one 64-bit draw serves 4 neighbours: each is a fair coin
+        assert kept[:, position::4].float().mean().item() == pytest.approx(0.5, abs=0.01)
+    both = (kept[:, :-1] & kept[:, 1:]).float().mean().item()
+    assert both == pytest.approx(0.25, abs=0.01)  # neighbours are not correlated
+
+
+def test_dropout_is_the_identity_in_eval_and_for_p_zero():
+    x = activations()
+    assert torch.equal(Dropout(0.5).eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+
+
+def test_dropout_handles_odd_sizes_and_strided_inputs():
+    torch.manual_seed(3)
+    x = torch.ones(7, 13)[:, ::2]  # 49 elements, not contiguous
+    y = Dropout(0.25).train()(x)
+    assert y.shape == x.shape
+    assert set(y.unique().tolist()) == {0.0, torch.tensor(4 / 3).item()}
+
+
+def test_flatten_matches_nn_flatten_and_hands_back_a_channels_last_gradient():
+    x = activations()
+    ours, theirs = Flatten()(x), nn.Flatten()(x)
+    assert torch.equal(ours, theirs)  # channel-major order: checkpoints keep their meaning
+    weights = torch.randn_like(ours)
+    (grad,) = torch.autograd.grad((ours * weights).sum(), x)
+    (expected,) = torch.autograd.grad((theirs * weights).sum(), x)
+    assert torch.equal(grad, expected)
+    assert grad.is_contiguous(memory_format=CHANNELS_LAST)
+    assert not expected.is_contiguous(memory_format=CHANNELS_LAST)  # what made pooling copy
