@@ -52,15 +52,23 @@ def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> d
     }
 
 
+def epochs_of(args: argparse.Namespace) -> list[str]:
+    """The training both torch sides do: ``--epochs`` epochs of ``--max-steps-per-epoch``."""
+    limit = [f"trainer.limit_train_batches={args.max_steps_per_epoch}"]
+    return [f"trainer.max_epochs={args.epochs}", *(limit if args.max_steps_per_epoch else [])]
+
+
+def throughput_callback(path: str) -> list[str]:
+    """Overrides that add the Trainer's throughput meter, writing to ``path``."""
+    return ["+callbacks.throughput._target_=cnnlab.throughput.ThroughputCallback",
+            f"+callbacks.throughput.path={path}"]  # fmt: skip
+
+
 def bench_cnnlab(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """The default run through ``python -m cnnlab.train``, timed by a callback in the Trainer."""
     timing = out / "cnnlab_throughput.json"
-    cmd = [sys.executable, "-m", "cnnlab.train", *overrides, "print_config=false", "name=bench",
-           f"trainer.max_epochs={args.epochs}",
-           "+callbacks.throughput._target_=cnnlab.throughput.ThroughputCallback",
-           f"+callbacks.throughput.path={timing}"]  # fmt: skip
-    if args.max_steps_per_epoch:
-        cmd.append(f"trainer.limit_train_batches={args.max_steps_per_epoch}")
+    cmd = [sys.executable, "-m", "cnnlab.train", *overrides, *epochs_of(args), "print_config=false",
+           "name=bench", *throughput_callback(str(timing))]  # fmt: skip
     proc = run_timed(cmd, out / "cnnlab.log", env={"CNNLAB_OUTPUT_DIR": str(out / "cnnlab")})
     (run_dir,) = sorted((out / "cnnlab" / "runs").glob("*_bench"))
     result = json.loads((run_dir / "result.json").read_text())
@@ -69,10 +77,11 @@ def bench_cnnlab(out: Path, overrides: list[str], args: argparse.Namespace) -> d
 
 
 def bench_plain(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """The plain PyTorch loop on the same config; throughput only (it does not test)."""
+    """The plain PyTorch loop on the same config and epochs; throughput only (it does not test)."""
     measured = out / "plain_loop.json"
-    cmd = [sys.executable, "-m", "cnnlab.plain_loop", "--steps", str(args.plain_steps),
-           "--json", str(measured), *overrides]  # fmt: skip
+    steps = ["--steps", str(args.plain_steps)] if args.plain_steps else []
+    cmd = [sys.executable, "-m", "cnnlab.plain_loop", *steps, "--json", str(measured),
+           *overrides, *epochs_of(args)]  # fmt: skip
     proc = run_timed(cmd, out / "plain_loop.log")
     return {**json.loads(measured.read_text()), **proc}
 
@@ -95,22 +104,26 @@ def bench_keras(out: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_sweep(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Aggregate throughput (all trials' training images / sweep wall time), sequential vs.
-    parallel; trials differ only in seed and train ``--sweep-steps`` batches each."""
+    """Aggregate throughput of an N-trial sweep (all trials' training images / the sweep's wall
+    time), sequential vs. parallel. Trials are default runs (validation, test and figures
+    included) of ``--sweep-epochs`` epochs that differ only in their seed."""
     seeds = ",".join(str(seed) for seed in range(1, args.sweep + 1))
-    trial = [*overrides, "print_config=false", "name=bench_sweep", f"seed={seeds}", "test=false",
-             "trainer.max_epochs=1", f"trainer.limit_train_batches={args.sweep_steps}",
-             "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"]  # fmt: skip
+    limit = [f"trainer.limit_train_batches={args.sweep_steps}"] if args.sweep_steps else []
+    trial = [*overrides, "print_config=false", "name=bench_sweep", f"seed={seeds}",
+             f"trainer.max_epochs={args.sweep_epochs}", *limit,
+             *throughput_callback("${paths.run_dir}/throughput.json")]  # fmt: skip
     ways = {
         "sequential": [],
         "parallel": ["launcher=joblib"],  # 2 jobs x cores // 2 threads
     }
-    images = args.sweep * args.sweep_steps * 128
-    result: dict[str, Any] = {"trials": args.sweep, "steps_per_trial": args.sweep_steps}
+    result: dict[str, Any] = {"trials": args.sweep, "epochs_per_trial": args.sweep_epochs,
+                              "steps_per_epoch": args.sweep_steps}  # fmt: skip
     for way, extra in ways.items():
         cmd = [sys.executable, "-m", "cnnlab.train", "-m", *trial, *extra]
         proc = run_timed(cmd, out / f"sweep_{way}.log", env={"CNNLAB_OUTPUT_DIR": str(out / way)})
-        result[way] = {**proc, "images_per_s": round(images / proc["wall_s"], 1)}
+        meters = sorted((out / way / "sweeps").glob("*/*/throughput.json"))
+        images = sum(json.loads(meter.read_text())["images_trained"] for meter in meters)
+        result[way] = {**proc, "images": images, "images_per_s": round(images / proc["wall_s"], 1)}
     result["parallel/sequential"] = round(
         result["parallel"]["images_per_s"] / result["sequential"]["images_per_s"], 3
     )
@@ -153,14 +166,17 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for key, row in report["rows"].items():
-        wall = row["wall_s"] if key != "plain" else None  # the plain loop runs only a few steps
+        wall = row["wall_s"] if key != "plain" else None  # the plain loop does not test
         cells = (cell(row.get("images_per_s"), ".0f"), cell(row.get("median_step_ms"), ".1f"),
                  cell(wall, ".1f"), cell(row.get("test_acc"), ".4f"),
                  cell(row["peak_rss_mb"], ".0f"))  # fmt: skip
         lines.append(f"| {LABELS[key]} | {' | '.join(cells)} |")
     lines += ["", *(f"- {name}: {cell(value, '.3f')}" for name, value in report["ratios"].items())]
     if sweep := report.get("sweep"):
-        lines += ["", f"Sweep of {sweep['trials']} trials x {sweep['steps_per_trial']} batches: "
+        size = f"{sweep['epochs_per_trial']} epoch(s)" + (
+            f" of {sweep['steps_per_epoch']} batches" if sweep["steps_per_epoch"] else ""
+        )
+        lines += ["", f"Sweep of {sweep['trials']} trials x {size}: "
                   + ", ".join(f"{way} {sweep[way]['images_per_s']:.0f} images/s in "
                               f"{sweep[way]['wall_s']:.1f} s" for way in ("sequential", "parallel"))
                   + f" (parallel/sequential {sweep['parallel/sequential']:.3f})"]  # fmt: skip
@@ -171,11 +187,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5, help="epochs for cnnlab and Keras")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="quick check: N batches")
-    p.add_argument("--plain-steps", type=int, default=300, help="steps of the plain loop")
+    p.add_argument("--plain-steps", type=int, default=None,
+                   help="steps of the plain loop (default: the same epochs as cnnlab)")  # fmt: skip
     p.add_argument("--no-keras", action="store_true", help="skip the TensorFlow side (GPU)")
     p.add_argument("--tf-python", default=str(TF_PYTHON), help="python of the TensorFlow venv")
     p.add_argument("--sweep", type=int, default=0, help="also time an N-trial sweep, 2 ways")
-    p.add_argument("--sweep-steps", type=int, default=200, help="training batches per trial")
+    p.add_argument("--sweep-epochs", type=int, default=1, help="epochs per sweep trial")
+    p.add_argument("--sweep-steps", type=int, default=None,
+                   help="quick check: N training batches per trial epoch")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both torch sides)")
     return p.parse_args(argv)

@@ -1,15 +1,17 @@
 """The hand-written PyTorch loop cnnlab's Trainer is compared with (``make bench``).
 
-``python -m cnnlab.plain_loop --steps 300 --json out.json [config overrides]`` composes the same
+``python -m cnnlab.plain_loop [--steps N] --json out.json [config overrides]`` composes the same
 config as ``cnnlab.train`` and trains the same network, on the same data tensors and batch
 order, with the same optimizer and precision, in the shortest loop PyTorch allows: no hooks,
-no metrics, no logging. It measures; it saves nothing.
+no metrics, no logging. It runs ``trainer.max_epochs`` epochs of ``trainer.limit_train_batches``
+batches, as the Trainer would (or ``--steps`` steps). It measures; it saves nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 from pathlib import Path
 
@@ -53,8 +55,16 @@ def pick_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
-def train_plain(cfg: DictConfig, steps: int, meter: ThroughputMeter) -> None:
-    """``steps`` optimizer steps (over as many epochs as that takes), timed by ``meter``."""
+def batches_per_epoch(cfg: DictConfig, batches: int) -> int:
+    """An epoch's batches as the Trainer cuts them with ``trainer.limit_train_batches``."""
+    limit = cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, float):  # a fraction of the epoch, as Lightning reads it
+        limit = int(batches * limit)
+    return min(batches, limit or batches)
+
+
+def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> None:
+    """``steps`` optimizer steps (None: as the config's Trainer would), timed by ``meter``."""
     cap_threads(cfg.get("threads"))
     keep_freed_memory(cfg.get("keep_freed_memory"))
     torch.manual_seed(cfg.seed)
@@ -72,10 +82,12 @@ def train_plain(cfg: DictConfig, steps: int, meter: ThroughputMeter) -> None:
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
     net.train()
     loader, done, epoch = data.train_dataloader(), 0, 0
+    per_epoch = batches_per_epoch(cfg, len(loader))
+    steps = steps or cfg.trainer.max_epochs * per_epoch
     while done < steps:
         loader.sampler.set_epoch(epoch)
         meter.restart()
-        for x, y in loader:
+        for x, y in itertools.islice(loader, min(per_epoch, steps - done)):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast_for(precision, device):
                 loss = F.cross_entropy(net(speed.layout(x)), y)
@@ -85,14 +97,13 @@ def train_plain(cfg: DictConfig, steps: int, meter: ThroughputMeter) -> None:
             scaler.update()
             meter.step_done(len(y))
             done += 1
-            if done == steps:
-                break
         epoch += 1
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=300, help="optimizer steps to run")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimizer steps to run (default: the config's epochs)")  # fmt: skip
     p.add_argument("--warmup", type=int, default=20, help="first steps left untimed")
     p.add_argument("--window", type=int, default=25, help="steps per timed window")
     p.add_argument("--json", type=Path, default=None, help="write the measurement here")

@@ -17,7 +17,9 @@ MAX_DIRNAME = 150  # file systems allow 255 bytes per name; leave room for the j
 
 
 def short_dirname(name: str) -> str:
-    """``name`` if short enough, else its start plus a hash of all of it (still one per trial)."""
+    """``name`` as one directory level ("/" in override values becomes "_"), shortened when too
+    long to its start plus a hash of all of it (still one per trial)."""
+    name = name.replace("/", "_")
     if len(name.encode()) <= MAX_DIRNAME:
         return name
     start = name.encode()[: MAX_DIRNAME - 9].decode(errors="ignore")

@@ -24,7 +24,7 @@ class ThroughputMeter:
 
     def __init__(self, device: torch.device, warmup: int = 20, window: int = 25) -> None:
         self.device, self.warmup, self.window = device, warmup, window
-        self.steps_seen = 0
+        self.steps_seen = self.images_seen = 0
         self.windows: list[tuple[int, float]] = []  # (images, seconds)
         self._start: float | None = None
         self._images = self._steps = 0
@@ -40,6 +40,7 @@ class ThroughputMeter:
 
     def step_done(self, images: int) -> None:
         self.steps_seen += 1
+        self.images_seen += images
         if self.steps_seen < self.warmup:
             return
         if self._start is None:  # the window starts at the end of a step
@@ -60,6 +61,7 @@ class ThroughputMeter:
             "images_per_s": statistics.median(rates) if rates else None,
             "median_step_ms": statistics.median(per_step) * 1000 if per_step else None,
             "timed_windows": len(rates),
+            "images_trained": self.images_seen,
             "window_steps": self.window,
             "warmup_steps": self.warmup,
             "device": str(self.device),

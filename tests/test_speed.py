@@ -78,8 +78,8 @@ def test_train_cli_rejects_bad_threads_in_one_line(tmp_path):
 def run_bench(tmp_path, *extra: str) -> dict:
     out = tmp_path / "bench"
     done = cli("cnnlab.bench", "--epochs", "1", "--max-steps-per-epoch", "50",
-               "--plain-steps", "50", "--out", str(out), *extra,
-               "trainer.limit_val_batches=2", output_dir=tmp_path)  # fmt: skip
+               "--out", str(out), *extra, "trainer.limit_val_batches=2",
+               "trainer.limit_test_batches=2", "callbacks.figures=null", output_dir=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
     assert "| cnnlab Trainer |" in (out / "bench.md").read_text()
@@ -88,6 +88,7 @@ def run_bench(tmp_path, *extra: str) -> dict:
 
 def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
     report = run_bench(tmp_path, "--no-keras", "--sweep", "2", "--sweep-steps", "5")
+    assert report["rows"]["plain"]["images_trained"] == 50 * 128  # the epochs cnnlab trained
     cnnlab, plain = report["rows"]["cnnlab"], report["rows"]["plain"]
     assert cnnlab["timed_windows"] == 1 and plain["timed_windows"] == 1  # 50 = 20 + 1 + 25 + 4
     assert cnnlab["images_per_s"] > 0 and plain["images_per_s"] > 0
@@ -100,6 +101,7 @@ def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
     for way in ("sequential", "parallel"):  # both sweeps really ran both trials
         trials = sorted((tmp_path / "bench" / way / "sweeps").glob("*/*/result.json"))
         assert [json.loads(t.read_text())["status"] for t in trials] == ["finished"] * 2
+        assert sweep[way]["images"] == 2 * 5 * 128  # counted by each trial's meter
         assert sweep[way]["images_per_s"] == pytest.approx(2 * 5 * 128 / sweep[way]["wall_s"], 0.01)
     parallel_trial = next((tmp_path / "bench" / "parallel" / "sweeps").glob("*/0_*/config.yaml"))
     assert "threads: 1" in parallel_trial.read_text()

@@ -9,6 +9,7 @@ import optuna
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cnnlab.resolvers import MAX_DIRNAME, short_dirname
 from cnnlab.threads import threads_per_job
 from tests.conftest import cli, result_of
 
@@ -169,3 +170,10 @@ def test_sweep_preset_runs_without_dash_m_and_command_line_narrows_it(mnist_dir,
     dropouts = [o for r in rows for o in r["overrides"].split() if o.startswith("model.dropout")]
     assert sorted(dropouts) == ["model.dropout=0.0", "model.dropout=0.5"]
     assert not list(sweep_dir.glob("*sweep=arch*"))
+
+
+def test_trial_dirnames_are_one_level_and_short_enough():
+    assert short_dirname("data.data_dir=/tmp/x,seed=1") == "data.data_dir=_tmp_x,seed=1"
+    long_a, long_b = "model.filters=1," * 20 + "seed=1", "model.filters=1," * 20 + "seed=2"
+    assert len(short_dirname(long_a).encode()) == MAX_DIRNAME
+    assert short_dirname(long_a) != short_dirname(long_b)  # the hash keeps trials apart
