@@ -4,7 +4,8 @@ In one run on one machine, each in its own process:
 
 1. cnnlab through its real CLI and Trainer (default config + ``overrides``), 5 epochs, tested;
 2. the hand-written PyTorch loop of ``cnnlab.plain_loop`` with the same model, data tensors,
-   optimizer and precision;
+   optimizer and precision, against cnnlab in ``--rounds`` paired rounds of one epoch each
+   (back to back, so that both see the same machine);
 3. the lesson's Keras code on TensorFlow (``bench/keras_seed.py`` in the ``.venv-tf`` venv:
    TensorFlow and torch must never share a process).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -37,6 +39,7 @@ KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
 def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``cmd`` (output to ``log``); its exit code, wall time and its own peak RSS."""
     started = time.perf_counter()
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})})  # fmt: skip
@@ -52,10 +55,10 @@ def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> d
     }
 
 
-def epochs_of(args: argparse.Namespace) -> list[str]:
-    """The training both torch sides do: ``--epochs`` epochs of ``--max-steps-per-epoch``."""
+def epochs_of(epochs: int, args: argparse.Namespace) -> list[str]:
+    """Overrides for ``epochs`` epochs of ``--max-steps-per-epoch`` batches (both torch sides)."""
     limit = [f"trainer.limit_train_batches={args.max_steps_per_epoch}"]
-    return [f"trainer.max_epochs={args.epochs}", *(limit if args.max_steps_per_epoch else [])]
+    return [f"trainer.max_epochs={epochs}", *(limit if args.max_steps_per_epoch else [])]
 
 
 def throughput_callback(path: str) -> list[str]:
@@ -64,26 +67,51 @@ def throughput_callback(path: str) -> list[str]:
             f"+callbacks.throughput.path={path}"]  # fmt: skip
 
 
-def bench_cnnlab(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """The default run through ``python -m cnnlab.train``, timed by a callback in the Trainer."""
+def bench_cnnlab(out: Path, overrides: list[str]) -> dict[str, Any]:
+    """A run through ``python -m cnnlab.train``, timed by a callback in the Trainer."""
     timing = out / "cnnlab_throughput.json"
-    cmd = [sys.executable, "-m", "cnnlab.train", *overrides, *epochs_of(args), "print_config=false",
-           "name=bench", *throughput_callback(str(timing))]  # fmt: skip
+    cmd = [sys.executable, "-m", "cnnlab.train", *overrides, "print_config=false", "name=bench",
+           *throughput_callback(str(timing))]  # fmt: skip
     proc = run_timed(cmd, out / "cnnlab.log", env={"CNNLAB_OUTPUT_DIR": str(out / "cnnlab")})
     (run_dir,) = sorted((out / "cnnlab" / "runs").glob("*_bench"))
     result = json.loads((run_dir / "result.json").read_text())
-    return {**json.loads(timing.read_text()), **proc, "test_acc": result["test/acc"],
-            "test_loss": result["test/loss"], "run_dir": str(run_dir)}  # fmt: skip
+    return {**json.loads(timing.read_text()), **proc, "test_acc": result.get("test/acc"),
+            "test_loss": result.get("test/loss"), "run_dir": str(run_dir)}  # fmt: skip
 
 
-def bench_plain(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def bench_plain(out: Path, overrides: list[str]) -> dict[str, Any]:
     """The plain PyTorch loop on the same config and epochs; throughput only (it does not test)."""
     measured = out / "plain_loop.json"
-    steps = ["--steps", str(args.plain_steps)] if args.plain_steps else []
-    cmd = [sys.executable, "-m", "cnnlab.plain_loop", *steps, "--json", str(measured),
-           *overrides, *epochs_of(args)]  # fmt: skip
+    cmd = [sys.executable, "-m", "cnnlab.plain_loop", "--json", str(measured), *overrides]
     proc = run_timed(cmd, out / "plain_loop.log")
     return {**json.loads(measured.read_text()), **proc}
+
+
+def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> list[dict]:
+    """Throughput, plain loop then cnnlab, ``--rounds`` times: each pair runs back to back, so
+    both sides see the same machine (on a shared CPU, speed drifts 5-10 % within minutes)."""
+    rounds = []
+    for n in range(1, args.rounds + 1):
+        train = [*overrides, *epochs_of(args.round_epochs, args)]
+        plain = bench_plain(out / f"round{n}", train)
+        cnnlab = bench_cnnlab(out / f"round{n}", [*train, "test=false"])
+        rates = plain["images_per_s"], cnnlab["images_per_s"]
+        ratio = round(rates[1] / rates[0], 3) if all(rates) else None
+        rounds.append({"plain": plain, "cnnlab": cnnlab, "cnnlab/plain": ratio})
+        print(f"round {n}: plain {rates[0]}, cnnlab {rates[1]} images/s, ratio {ratio}", flush=True)
+    return rounds
+
+
+def median(values: list[float | None]) -> float | None:
+    """The median of the measured values (a side too short to time one window gives None)."""
+    measured = [value for value in values if value is not None]
+    return statistics.median(measured) if measured else None
+
+
+def median_of(rounds: list[dict], side: str) -> dict[str, float | None]:
+    """A side's median images/s and ms/step over the rounds."""
+    keys = ("images_per_s", "median_step_ms")
+    return {key: median([r[side][key] for r in rounds]) for key in keys}
 
 
 def bench_keras(out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -134,8 +162,9 @@ def data_dir() -> Path:
     return Path(os.environ.get("CNNLAB_DATA_DIR", PROJECT_ROOT / "data"))
 
 
-def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """The bar of issue 4: throughput vs. plain and vs. Keras, end-to-end time vs. Keras."""
+def ratios(rows: dict[str, dict[str, Any]], rounds: list[dict]) -> dict[str, float | None]:
+    """The bar of issue 4: throughput vs. plain (median of the rounds' ratios) and vs. Keras,
+    end-to-end time vs. Keras."""
 
     def ratio(a: str, b: str, key: str) -> float | None:
         if a in rows and b in rows and rows[a].get(key) and rows[b].get(key):
@@ -143,7 +172,7 @@ def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         return None
 
     return {
-        "cnnlab/plain images_per_s": ratio("cnnlab", "plain", "images_per_s"),
+        "cnnlab/plain images_per_s": median([r["cnnlab/plain"] for r in rounds]),
         "cnnlab/keras images_per_s": ratio("cnnlab", "keras", "images_per_s"),
         "cnnlab/keras end_to_end_s": ratio("cnnlab", "keras", "wall_s"),
     }
@@ -171,7 +200,13 @@ def markdown(report: dict[str, Any]) -> str:
                  cell(wall, ".1f"), cell(row.get("test_acc"), ".4f"),
                  cell(row["peak_rss_mb"], ".0f"))  # fmt: skip
         lines.append(f"| {LABELS[key]} | {' | '.join(cells)} |")
-    lines += ["", *(f"- {name}: {cell(value, '.3f')}" for name, value in report["ratios"].items())]
+    pairs = ", ".join(f"{cell(r['plain'], '.0f')} / {cell(r['cnnlab'], '.0f')}"
+                      for r in report["rounds"])  # fmt: skip
+    run = cell(report["rows"]["cnnlab"]["run_images_per_s"], ".0f")
+    lines += ["", f"images/s of the plain loop and cnnlab: medians of {len(report['rounds'])} "
+              f"rounds, plain / cnnlab back to back ({pairs}); the {report['epochs']}-epoch "
+              f"cnnlab run itself: {run} images/s.", ""]  # fmt: skip
+    lines += [f"- {name}: {cell(value, '.3f')}" for name, value in report["ratios"].items()]
     if sweep := report.get("sweep"):
         size = f"{sweep['epochs_per_trial']} epoch(s)" + (
             f" of {sweep['steps_per_epoch']} batches" if sweep["steps_per_epoch"] else ""
@@ -187,8 +222,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5, help="epochs for cnnlab and Keras")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="quick check: N batches")
-    p.add_argument("--plain-steps", type=int, default=None,
-                   help="steps of the plain loop (default: the same epochs as cnnlab)")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=3, help="paired throughput rounds")
+    p.add_argument("--round-epochs", type=int, default=1, help="epochs of each side per round")
     p.add_argument("--no-keras", action="store_true", help="skip the TensorFlow side (GPU)")
     p.add_argument("--tf-python", default=str(TF_PYTHON), help="python of the TensorFlow venv")
     p.add_argument("--sweep", type=int, default=0, help="also time an N-trial sweep, 2 ways")
@@ -206,8 +241,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = args.out or output_dir / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    rows = {"plain": bench_plain(out, args.overrides, args)}
-    rows["cnnlab"] = bench_cnnlab(out, args.overrides, args)
+    rounds = bench_rounds(out, args.overrides, args)
+    run = bench_cnnlab(out, [*args.overrides, *epochs_of(args.epochs, args)])
+    rows = {
+        "cnnlab": {**run, **median_of(rounds, "cnnlab"), "run_images_per_s": run["images_per_s"]},
+        "plain": {
+            **median_of(rounds, "plain"),
+            "peak_rss_mb": max(r["plain"]["peak_rss_mb"] for r in rounds),
+        },
+    }
     if not args.no_keras:
         rows["keras"] = bench_keras(out, args)
     report = {
@@ -219,7 +261,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             *load_before, *os.getloadavg()
         ),
         "rows": {k: rows[k] for k in LABELS if k in rows},
-        "ratios": ratios(rows),
+        "rounds": [
+            {
+                "plain": r["plain"]["images_per_s"],
+                "cnnlab": r["cnnlab"]["images_per_s"],
+                "cnnlab/plain": r["cnnlab/plain"],
+            }
+            for r in rounds
+        ],
+        "ratios": ratios(rows, rounds),
     }
     if args.sweep:
         report["sweep"] = bench_sweep(out, args.overrides, args)

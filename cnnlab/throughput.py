@@ -62,6 +62,7 @@ class ThroughputMeter:
             "median_step_ms": statistics.median(per_step) * 1000 if per_step else None,
             "timed_windows": len(rates),
             "images_trained": self.images_seen,
+            "window_images_per_s": [round(rate) for rate in rates],  # the spread behind the median
             "window_steps": self.window,
             "warmup_steps": self.warmup,
             "device": str(self.device),

@@ -1,6 +1,7 @@
 """Speed options change speed only; the throughput meter and `make bench` measure for real."""
 
 import json
+import statistics
 import time
 
 import pytest
@@ -77,9 +78,13 @@ def test_train_cli_rejects_bad_threads_in_one_line(tmp_path):
 
 def run_bench(tmp_path, *extra: str) -> dict:
     out = tmp_path / "bench"
+    quick = [
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "callbacks.figures=null",
+    ]
     done = cli("cnnlab.bench", "--epochs", "1", "--max-steps-per-epoch", "50",
-               "--out", str(out), *extra, "trainer.limit_val_batches=2",
-               "trainer.limit_test_batches=2", "callbacks.figures=null", output_dir=tmp_path)  # fmt: skip
+               "--out", str(out), *extra, *quick, output_dir=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
     assert "| cnnlab Trainer |" in (out / "bench.md").read_text()
@@ -87,15 +92,24 @@ def run_bench(tmp_path, *extra: str) -> dict:
 
 
 def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
-    report = run_bench(tmp_path, "--no-keras", "--sweep", "2", "--sweep-steps", "5")
-    assert report["rows"]["plain"]["images_trained"] == 50 * 128  # the epochs cnnlab trained
+    sweep = ["--sweep", "2", "--sweep-steps", "5"]
+    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep)
+    rounds = report["rounds"]
+    assert len(rounds) == 2
+    for r in rounds:  # both sides timed back to back in every round
+        assert r["plain"] > 0 and r["cnnlab"] > 0
+        assert r["cnnlab/plain"] == pytest.approx(r["cnnlab"] / r["plain"], abs=1e-3)
+    plain_meter = json.loads((tmp_path / "bench" / "round1" / "plain_loop.json").read_text())
+    assert plain_meter["images_trained"] == 50 * 128  # the batches cnnlab trains
+    assert len(plain_meter["window_images_per_s"]) == 1  # 50 = 20 warm-up + 1 + 25 + 4
     cnnlab, plain = report["rows"]["cnnlab"], report["rows"]["plain"]
-    assert cnnlab["timed_windows"] == 1 and plain["timed_windows"] == 1  # 50 = 20 + 1 + 25 + 4
-    assert cnnlab["images_per_s"] > 0 and plain["images_per_s"] > 0
+    assert plain["images_per_s"] == pytest.approx(statistics.median(r["plain"] for r in rounds))
+    assert cnnlab["images_per_s"] == pytest.approx(statistics.median(r["cnnlab"] for r in rounds))
+    assert cnnlab["run_images_per_s"] > 0  # the tested run is timed too
     assert cnnlab["test_acc"] > 0.7  # a real run, tested: 50 batches learn a lot
     assert cnnlab["peak_rss_mb"] > 100 and cnnlab["wall_s"] > 0
-    expected = cnnlab["images_per_s"] / plain["images_per_s"]
-    assert report["ratios"]["cnnlab/plain images_per_s"] == pytest.approx(expected, abs=1e-3)
+    ratio = statistics.median(r["cnnlab/plain"] for r in rounds)
+    assert report["ratios"]["cnnlab/plain images_per_s"] == pytest.approx(ratio)
     assert report["ratios"]["cnnlab/keras images_per_s"] is None
     sweep = report["sweep"]
     for way in ("sequential", "parallel"):  # both sweeps really ran both trials
