@@ -33,4 +33,5 @@ def keep_freed_memory(enabled: bool | None) -> bool:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     settings = {M_MMAP_THRESHOLD: MMAP, M_TRIM_THRESHOLD: TRIM, M_TOP_PAD: PAD}
-    return all(libc.mallopt(option, value) == 1 for option, value in settings.items())
+    accepted = [libc.mallopt(option, value) == 1 for option, value in settings.items()]
+    return all(accepted)
