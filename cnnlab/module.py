@@ -61,32 +61,30 @@ class MNISTClassifier(L.LightningModule):
         """Logits."""
         return self.net(self.speed.layout(images))
 
-    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+    def _logits_and_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         images, labels = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        if split == "train":
-            self._add_to_train_sums(logits.detach(), loss.detach(), labels)
-            return loss
-        for name, update in (
-            ("loss", (loss.detach(), len(labels))),
-            ("acc", (logits.detach(), labels)),
-        ):
+        return logits, F.cross_entropy(logits, labels)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        logits, loss = self._logits_and_loss(batch)
+        labels = batch[1]
+        correct = (logits.detach().argmax(dim=-1) == labels).sum()
+        sums = torch.stack((loss.detach() * len(labels), correct.to(loss.dtype)))
+        self.train_sums = sums if self.train_sums is None else self.train_sums + sums
+        self.train_images += len(labels)
+        return loss
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+        """Validation/test metrics, logged by Lightning at the epoch's end."""
+        logits, loss = self._logits_and_loss(batch)
+        logits, labels = logits.detach(), batch[1]
+        for name, update in (("loss", (loss.detach(), len(labels))), ("acc", (logits, labels))):
             metric = self.metrics[f"{split}_{name}"]
             metric.update(*update)
             self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
         if split == "test":
             self.per_class_acc.update(logits, labels)
-        return loss
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def _add_to_train_sums(self, logits: Tensor, loss: Tensor, labels: Tensor) -> None:
-        correct = (logits.argmax(dim=-1) == labels).sum()
-        sums = torch.stack((loss * len(labels), correct.to(loss.dtype)))
-        self.train_sums = sums if self.train_sums is None else self.train_sums + sums
-        self.train_images += len(labels)
 
     def on_train_epoch_end(self) -> None:
         """Train metrics, logged once an epoch: a ``self.log`` every step costs a few % of it."""
@@ -100,10 +98,10 @@ class MNISTClassifier(L.LightningModule):
         self.train_sums, self.train_images = None, 0
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         """Per-class test accuracy, one scalar per class name (as the lesson names them)."""
