@@ -4,8 +4,8 @@ In one run on one machine, each in its own process:
 
 1. cnnlab through its real CLI and Trainer (default config + ``overrides``), 5 epochs, tested;
 2. the hand-written PyTorch loop of ``cnnlab.plain_loop`` with the same model, data tensors,
-   optimizer and precision, against cnnlab in ``--rounds`` paired rounds of one epoch each
-   (back to back, so that both see the same machine);
+   optimizer and precision, against cnnlab in ``--rounds`` rounds of one epoch each, where
+   both take turns window by window (``cnnlab.turns``), so that both see the same machine;
 3. the lesson's Keras code on TensorFlow (``bench/keras_seed.py`` in the ``.venv-tf`` venv:
    TensorFlow and torch must never share a process).
 
@@ -31,28 +31,49 @@ from typing import Any
 
 from cnnlab.resolvers import PROJECT_ROOT
 from cnnlab.results import write_json
+from cnnlab.turns import pipes
 
 TF_PYTHON = PROJECT_ROOT / ".venv-tf" / "bin" / "python"
 KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
 
 
-def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd`` (output to ``log``); its exit code, wall time and its own peak RSS."""
+Job = tuple[list[str], Path, dict[str, str]]  # command, its log file, extra environment
+
+
+def run_together(jobs: dict[str, Job]) -> dict[str, dict[str, Any]]:
+    """Run the jobs side by side (each one's output to its log); each one's wall time and its
+    own peak RSS. If one fails, the others are stopped and the bench exits naming its log."""
     started = time.perf_counter()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})})  # fmt: skip
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's rusage, not all children's
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        tail = log.read_text().strip().splitlines()[-5:]
-        raise SystemExit(f"cnnlab: error: {' '.join(cmd[:3])} failed (exit {proc.returncode}), "
-                         f"see {log}: {' | '.join(tail)}")  # fmt: skip
-    return {
-        "wall_s": round(time.perf_counter() - started, 2),
-        "peak_rss_mb": usage.ru_maxrss / 1024,
-    }
+    procs = {}
+    for name, (cmd, log, env) in jobs.items():
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as out:
+            procs[name] = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **env},
+                                           stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    names = {proc.pid: name for name, proc in procs.items()}
+    done: dict[str, dict[str, Any]] = {}
+    while len(done) < len(procs):
+        pid, status, usage = os.wait4(-1, 0)  # this child's rusage, not all children's
+        if pid not in names:
+            continue
+        name = names[pid]
+        if (code := os.waitstatus_to_exitcode(status)) != 0:
+            for other in procs.values():
+                other.kill()
+            cmd, log, _ = jobs[name]
+            tail = log.read_text().strip().splitlines()[-5:]
+            raise SystemExit(f"cnnlab: error: {' '.join(cmd[:3])} failed (exit {code}), "
+                             f"see {log}: {' | '.join(tail)}")  # fmt: skip
+        done[name] = {
+            "wall_s": round(time.perf_counter() - started, 2),
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+        }
+    return done
+
+
+def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd`` alone (output to ``log``); its wall time and its own peak RSS."""
+    return run_together({"job": (cmd, log, env or {})})["job"]
 
 
 def epochs_of(epochs: int, args: argparse.Namespace) -> list[str]:
@@ -61,44 +82,67 @@ def epochs_of(epochs: int, args: argparse.Namespace) -> list[str]:
     return [f"trainer.max_epochs={epochs}", *(limit if args.max_steps_per_epoch else [])]
 
 
-def throughput_callback(path: str) -> list[str]:
+def throughput_callback(path: str, turns: list[str] | None = None) -> list[str]:
     """Overrides that add the Trainer's throughput meter, writing to ``path``."""
+    take_turns = [f"+callbacks.throughput.turns_dir={turns[0]}",
+                  f"+callbacks.throughput.turns_role={turns[1]}"] if turns else []  # fmt: skip
     return ["+callbacks.throughput._target_=cnnlab.throughput.ThroughputCallback",
-            f"+callbacks.throughput.path={path}"]  # fmt: skip
+            f"+callbacks.throughput.path={path}", *take_turns]  # fmt: skip
 
 
-def bench_cnnlab(out: Path, overrides: list[str]) -> dict[str, Any]:
+def cnnlab_job(out: Path, overrides: list[str], turns: list[str] | None = None) -> Job:
     """A run through ``python -m cnnlab.train``, timed by a callback in the Trainer."""
     timing = out / "cnnlab_throughput.json"
     cmd = [sys.executable, "-m", "cnnlab.train", *overrides, "print_config=false", "name=bench",
-           *throughput_callback(str(timing))]  # fmt: skip
-    proc = run_timed(cmd, out / "cnnlab.log", env={"CNNLAB_OUTPUT_DIR": str(out / "cnnlab")})
+           *throughput_callback(str(timing), turns)]  # fmt: skip
+    return cmd, out / "cnnlab.log", {"CNNLAB_OUTPUT_DIR": str(out / "cnnlab")}
+
+
+def cnnlab_result(out: Path, proc: dict[str, Any]) -> dict[str, Any]:
     (run_dir,) = sorted((out / "cnnlab" / "runs").glob("*_bench"))
     result = json.loads((run_dir / "result.json").read_text())
-    return {**json.loads(timing.read_text()), **proc, "test_acc": result.get("test/acc"),
+    timing = json.loads((out / "cnnlab_throughput.json").read_text())
+    return {**timing, **proc, "test_acc": result.get("test/acc"),
             "test_loss": result.get("test/loss"), "run_dir": str(run_dir)}  # fmt: skip
 
 
-def bench_plain(out: Path, overrides: list[str]) -> dict[str, Any]:
+def plain_job(out: Path, overrides: list[str], turns: list[str]) -> Job:
     """The plain PyTorch loop on the same config and epochs; throughput only (it does not test)."""
-    measured = out / "plain_loop.json"
-    cmd = [sys.executable, "-m", "cnnlab.plain_loop", "--json", str(measured), *overrides]
-    proc = run_timed(cmd, out / "plain_loop.log")
-    return {**json.loads(measured.read_text()), **proc}
+    cmd = [sys.executable, "-m", "cnnlab.plain_loop", "--json", str(out / "plain_loop.json"),
+           "--turns-dir", turns[0], "--turns-role", turns[1], *overrides]  # fmt: skip
+    return cmd, out / "plain_loop.log", {}
+
+
+def window_ratios(plain: dict[str, Any], cnnlab: dict[str, Any]) -> list[float]:
+    """cnnlab/plain for each pair of windows that ran one right after the other."""
+    pairs = zip(plain["window_images_per_s"], cnnlab["window_images_per_s"], strict=False)
+    return [round(c / p, 3) for p, c in pairs]
 
 
 def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> list[dict]:
-    """Throughput, plain loop then cnnlab, ``--rounds`` times: each pair runs back to back, so
-    both sides see the same machine (on a shared CPU, speed drifts 5-10 % within minutes)."""
+    """Throughput of the plain loop and cnnlab, ``--rounds`` times. In each round both run at
+    once but take turns window by window (``cnnlab.turns``; odd rounds the plain loop goes
+    first, even rounds cnnlab), so every window of one side has a partner window of the other
+    on the same machine a moment apart; the round's cnnlab/plain is the median over its pairs.
+    Timed one after the other, 5-10 % drift within minutes went straight into the ratio; and
+    since a process can run 2-3 % faster or slower than its twin for its whole life, many
+    short rounds beat a few long ones."""
     rounds = []
     for n in range(1, args.rounds + 1):
-        train = [*overrides, *epochs_of(args.round_epochs, args)]
-        plain = bench_plain(out / f"round{n}", train)
-        cnnlab = bench_cnnlab(out / f"round{n}", [*train, "test=false"])
-        rates = plain["images_per_s"], cnnlab["images_per_s"]
-        ratio = round(rates[1] / rates[0], 3) if all(rates) else None
-        rounds.append({"plain": plain, "cnnlab": cnnlab, "cnnlab/plain": ratio})
-        print(f"round {n}: plain {rates[0]}, cnnlab {rates[1]} images/s, ratio {ratio}", flush=True)
+        train, here = [*overrides, *epochs_of(args.round_epochs, args)], out / f"round{n}"
+        roles = ("first", "second") if n % 2 else ("second", "first")
+        with pipes(here / "turns") as turns:
+            done = run_together({
+                "plain": plain_job(here, train, [str(turns), roles[0]]),
+                "cnnlab": cnnlab_job(here, [*train, "test=false"], [str(turns), roles[1]]),
+            })  # fmt: skip
+        plain = {**json.loads((here / "plain_loop.json").read_text()), **done["plain"]}
+        cnnlab = cnnlab_result(here, done["cnnlab"])
+        pairs = window_ratios(plain, cnnlab)
+        ratio = median(pairs)
+        rounds.append({"plain": plain, "cnnlab": cnnlab, "pairs": pairs, "cnnlab/plain": ratio})
+        rates = f"plain {plain['images_per_s']:.0f}, cnnlab {cnnlab['images_per_s']:.0f} images/s"
+        print(f"round {n}: {rates}, cnnlab/plain {ratio} over {len(pairs)} window pairs")
     return rounds
 
 
@@ -163,8 +207,8 @@ def data_dir() -> Path:
 
 
 def ratios(rows: dict[str, dict[str, Any]], rounds: list[dict]) -> dict[str, float | None]:
-    """The bar of issue 4: throughput vs. plain (median of the rounds' ratios) and vs. Keras,
-    end-to-end time vs. Keras."""
+    """The bar of issue 4: throughput vs. plain (median over all rounds' window pairs) and vs.
+    Keras, end-to-end time vs. Keras."""
 
     def ratio(a: str, b: str, key: str) -> float | None:
         if a in rows and b in rows and rows[a].get(key) and rows[b].get(key):
@@ -172,7 +216,7 @@ def ratios(rows: dict[str, dict[str, Any]], rounds: list[dict]) -> dict[str, flo
         return None
 
     return {
-        "cnnlab/plain images_per_s": median([r["cnnlab/plain"] for r in rounds]),
+        "cnnlab/plain images_per_s": median([pair for r in rounds for pair in r["pairs"]]),
         "cnnlab/keras images_per_s": ratio("cnnlab", "keras", "images_per_s"),
         "cnnlab/keras end_to_end_s": ratio("cnnlab", "keras", "wall_s"),
     }
@@ -200,12 +244,14 @@ def markdown(report: dict[str, Any]) -> str:
                  cell(wall, ".1f"), cell(row.get("test_acc"), ".4f"),
                  cell(row["peak_rss_mb"], ".0f"))  # fmt: skip
         lines.append(f"| {LABELS[key]} | {' | '.join(cells)} |")
-    pairs = ", ".join(f"{cell(r['plain'], '.0f')} / {cell(r['cnnlab'], '.0f')}"
-                      for r in report["rounds"])  # fmt: skip
+    rounds = "; ".join(f"{cell(r['plain'], '.0f')} / {cell(r['cnnlab'], '.0f')}, "
+                       f"{cell(r['cnnlab/plain'], '.3f')} over {r['window_pairs']} pairs"
+                       for r in report["rounds"])  # fmt: skip
     run = cell(report["rows"]["cnnlab"]["run_images_per_s"], ".0f")
     lines += ["", f"images/s of the plain loop and cnnlab: medians of {len(report['rounds'])} "
-              f"rounds, plain / cnnlab back to back ({pairs}); the {report['epochs']}-epoch "
-              f"cnnlab run itself: {run} images/s.", ""]  # fmt: skip
+              f"rounds taking turns window by window (plain / cnnlab, cnnlab/plain: {rounds}); "
+              f"cnnlab/plain below is the median over all window pairs. The "
+              f"{report['epochs']}-epoch cnnlab run itself: {run} images/s.", ""]  # fmt: skip
     lines += [f"- {name}: {cell(value, '.3f')}" for name, value in report["ratios"].items()]
     if sweep := report.get("sweep"):
         size = f"{sweep['epochs_per_trial']} epoch(s)" + (
@@ -222,7 +268,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5, help="epochs for cnnlab and Keras")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="quick check: N batches")
-    p.add_argument("--rounds", type=int, default=3, help="paired throughput rounds")
+    p.add_argument("--rounds", type=int, default=6, help="rounds of cnnlab vs. the plain loop")
     p.add_argument("--round-epochs", type=int, default=1, help="epochs of each side per round")
     p.add_argument("--no-keras", action="store_true", help="skip the TensorFlow side (GPU)")
     p.add_argument("--tf-python", default=str(TF_PYTHON), help="python of the TensorFlow venv")
@@ -242,7 +288,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     rounds = bench_rounds(out, args.overrides, args)
-    run = bench_cnnlab(out, [*args.overrides, *epochs_of(args.epochs, args)])
+    run_job = cnnlab_job(out, [*args.overrides, *epochs_of(args.epochs, args)])
+    run = cnnlab_result(out, run_timed(*run_job))
     rows = {
         "cnnlab": {**run, **median_of(rounds, "cnnlab"), "run_images_per_s": run["images_per_s"]},
         "plain": {
@@ -266,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "plain": r["plain"]["images_per_s"],
                 "cnnlab": r["cnnlab"]["images_per_s"],
                 "cnnlab/plain": r["cnnlab/plain"],
+                "window_pairs": len(r["pairs"]),
             }
             for r in rounds
         ],

@@ -29,6 +29,7 @@ from cnnlab.resolvers import PROJECT_ROOT
 from cnnlab.results import write_json
 from cnnlab.threads import cap_threads
 from cnnlab.throughput import ThroughputMeter
+from cnnlab.turns import Turns
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -98,6 +99,7 @@ def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> N
             meter.step_done(len(y))
             done += 1
         epoch += 1
+    meter.finish()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -107,10 +109,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=20, help="first steps left untimed")
     p.add_argument("--window", type=int, default=25, help="steps per timed window")
     p.add_argument("--json", type=Path, default=None, help="write the measurement here")
+    p.add_argument(
+        "--turns-dir",
+        type=Path,
+        default=None,
+        help="take turns with another process, window by window (cnnlab.turns)",
+    )
+    p.add_argument("--turns-role", default="first", help="first or second (with --turns-dir)")
     p.add_argument("overrides", nargs="*", help="cnnlab.train config overrides")
     args = p.parse_args(argv)
     cfg = compose_train_config(args.overrides)
-    meter = ThroughputMeter(pick_device(cfg.trainer.accelerator), args.warmup, args.window)
+    turns = Turns(args.turns_dir, args.turns_role) if args.turns_dir else None
+    device = pick_device(cfg.trainer.accelerator)
+    meter = ThroughputMeter(device, args.warmup, args.window, turns)
     train_plain(cfg, args.steps, meter)
     result = {"precision": str(cfg.trainer.precision), **meter.summary()}
     print(json.dumps(result, indent=2))

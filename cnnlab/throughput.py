@@ -4,6 +4,8 @@ Steps are timed in windows of ``window`` consecutive training steps: the clock i
 device sync, so GPU time is real) only at window edges, never per step, so measuring costs
 nothing. Windows never span an epoch edge (validation, checkpoints). The first ``warmup`` steps
 of the run are not timed. images/s = median over windows of images / window time.
+With ``turns`` (``make bench``), the meter holds the turn for each window and passes it at
+the window's end, so two processes alternate window by window (``cnnlab.turns``).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import lightning as L
 import torch
 
 from cnnlab.results import write_json
+from cnnlab.turns import Turns
 
 
 class ThroughputMeter:
     """Counts steps and images; closes a timed window every ``window`` steps."""
 
-    def __init__(self, device: torch.device, warmup: int = 20, window: int = 25) -> None:
-        self.device, self.warmup, self.window = device, warmup, window
+    def __init__(
+        self, device: torch.device, warmup: int = 20, window: int = 25, turns: Turns | None = None
+    ) -> None:
+        self.device, self.warmup, self.window, self.turns = device, warmup, window, turns
         self.steps_seen = self.images_seen = 0
         self.windows: list[tuple[int, float]] = []  # (images, seconds)
         self._start: float | None = None
@@ -44,14 +49,27 @@ class ThroughputMeter:
         if self.steps_seen < self.warmup:
             return
         if self._start is None:  # the window starts at the end of a step
-            self._start = self._now()
+            self._start = self._open_window()
             return
         self._images += images
         self._steps += 1
         if self._steps == self.window:
             end = self._now()
             self.windows.append((self._images, end - self._start))
-            self._start, self._images, self._steps = end, 0, 0
+            if self.turns:
+                self.turns.give()
+            self._start, self._images, self._steps = self._open_window(), 0, 0
+
+    def _open_window(self) -> float:
+        """The new window's start; with turns, after waiting for this process's turn."""
+        if self.turns:
+            self.turns.take()
+        return self._now()
+
+    def finish(self) -> None:
+        """Training is over: let the other process run alone."""
+        if self.turns:
+            self.turns.leave()
 
     def summary(self) -> dict[str, Any]:
         """images/s (median window), ms per step, how much was timed, peak GPU memory."""
@@ -74,14 +92,24 @@ class ThroughputMeter:
 
 class ThroughputCallback(L.Callback):
     """``+callbacks.throughput._target_=cnnlab.throughput.ThroughputCallback
-    +callbacks.throughput.path=FILE``: the Trainer's throughput, written as JSON after fit."""
+    +callbacks.throughput.path=FILE``: the Trainer's throughput, written as JSON after fit.
+    ``turns_dir`` and ``turns_role``: take turns with another process (``cnnlab.turns``)."""
 
-    def __init__(self, path: str, warmup: int = 20, window: int = 25) -> None:
+    def __init__(
+        self,
+        path: str,
+        warmup: int = 20,
+        window: int = 25,
+        turns_dir: str | None = None,
+        turns_role: str = "second",
+    ) -> None:
         self.path, self.warmup, self.window = Path(path), warmup, window
+        self.turns = (turns_dir, turns_role) if turns_dir else None
         self.meter: ThroughputMeter | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.meter = ThroughputMeter(pl_module.device, self.warmup, self.window)
+        turns = Turns(*self.turns) if self.turns else None
+        self.meter = ThroughputMeter(pl_module.device, self.warmup, self.window, turns)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.meter.restart()
@@ -92,5 +120,6 @@ class ThroughputCallback(L.Callback):
         self.meter.step_done(len(batch[1]))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.meter.finish()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.path, self.meter.summary())

@@ -13,10 +13,11 @@ from cnnlab.bench import TF_PYTHON
 from cnnlab.errors import CnnlabError
 from cnnlab.heap import keep_freed_memory
 from cnnlab.module import MNISTClassifier
-from cnnlab.plain_loop import autocast_for
+from cnnlab.plain_loop import autocast_for, compose_train_config
+from cnnlab.profilers import NoProfiler
 from cnnlab.threads import cap_threads
 from cnnlab.throughput import ThroughputMeter
-from tests.conftest import cli
+from tests.conftest import cli, train_run
 
 
 def one_adam_step(**speed: bool) -> MNISTClassifier:
@@ -53,6 +54,16 @@ def test_meter_times_whole_windows_after_warmup_and_drops_a_window_cut_by_an_epo
     assert [images for images, _ in meter.windows] == [3 * 128] * 3
     assert 0 < summary["images_per_s"] <= 128 / 0.01  # each step slept at least 10 ms
     assert summary["median_step_ms"] >= 10
+
+
+def test_the_default_profiler_is_free_and_a_real_one_is_an_override(mnist_dir, tmp_path):
+    assert compose_train_config([]).trainer.profiler._target_ == "cnnlab.profilers.NoProfiler"
+    off = NoProfiler()
+    assert off.profile("a") is off.profile("b")  # one shared null context, nothing built
+    fast = ["debug=fast", "print_config=false", "test=false", "callbacks.figures=null"]
+    _, profiled = train_run(tmp_path, *fast, "trainer.profiler=simple")
+    assert "FIT Profiler Report" in profiled.stdout + profiled.stderr
+    assert "run_training_batch" in profiled.stdout + profiled.stderr
 
 
 def test_bad_threads_and_precision_are_named():
@@ -98,20 +109,25 @@ def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
     report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep)
     rounds = report["rounds"]
     assert len(rounds) == 2
-    for r in rounds:  # both sides timed back to back in every round
+    for n, r in enumerate(rounds, 1):  # both sides timed, taking turns, in every round
         assert r["plain"] > 0 and r["cnnlab"] > 0
-        assert r["cnnlab/plain"] == pytest.approx(r["cnnlab"] / r["plain"], abs=1e-3)
-    plain_meter = json.loads((tmp_path / "bench" / "round1" / "plain_loop.json").read_text())
-    assert plain_meter["images_trained"] == 50 * 128  # the batches cnnlab trains
-    assert len(plain_meter["window_images_per_s"]) == 1  # 50 = 20 warm-up + 1 + 25 + 4
+        meters = [json.loads((tmp_path / "bench" / f"round{n}" / name).read_text())
+                  for name in ("plain_loop.json", "cnnlab_throughput.json")]  # fmt: skip
+        for meter in meters:
+            assert meter["images_trained"] == 50 * 128  # the same batches on both sides
+            assert len(meter["window_images_per_s"]) == 1  # 50 = 20 warm-up + 1 + 25 + 4
+        (plain_window,), (cnnlab_window,) = (m["window_images_per_s"] for m in meters)
+        assert r["window_pairs"] == 1
+        assert r["cnnlab/plain"] == pytest.approx(cnnlab_window / plain_window, abs=1e-3)
+        assert not (tmp_path / "bench" / f"round{n}" / "turns").exists()
     cnnlab, plain = report["rows"]["cnnlab"], report["rows"]["plain"]
     assert plain["images_per_s"] == pytest.approx(statistics.median(r["plain"] for r in rounds))
     assert cnnlab["images_per_s"] == pytest.approx(statistics.median(r["cnnlab"] for r in rounds))
     assert cnnlab["run_images_per_s"] > 0  # the tested run is timed too
     assert cnnlab["test_acc"] > 0.7  # a real run, tested: 50 batches learn a lot
     assert cnnlab["peak_rss_mb"] > 100 and cnnlab["wall_s"] > 0
-    ratio = statistics.median(r["cnnlab/plain"] for r in rounds)
-    assert report["ratios"]["cnnlab/plain images_per_s"] == pytest.approx(ratio)
+    ratio = statistics.median(r["cnnlab/plain"] for r in rounds)  # one pair a round here
+    assert report["ratios"]["cnnlab/plain images_per_s"] == pytest.approx(ratio, abs=1e-3)
     assert report["ratios"]["cnnlab/keras images_per_s"] is None
     sweep = report["sweep"]
     for way in ("sequential", "parallel"):  # both sweeps really ran both trials
