@@ -139,7 +139,7 @@ def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> l
         plain = {**json.loads((here / "plain_loop.json").read_text()), **done["plain"]}
         cnnlab = cnnlab_result(here, done["cnnlab"])
         pairs = window_ratios(plain, cnnlab)
-        ratio = median(pairs)
+        ratio = round(median(pairs), 3) if pairs else None
         rounds.append({"plain": plain, "cnnlab": cnnlab, "pairs": pairs, "cnnlab/plain": ratio})
         rates = f"plain {plain['images_per_s']:.0f}, cnnlab {cnnlab['images_per_s']:.0f} images/s"
         print(f"round {n}: {rates}, cnnlab/plain {ratio} over {len(pairs)} window pairs")

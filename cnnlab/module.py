@@ -114,6 +114,16 @@ class MNISTClassifier(L.LightningModule):
         images = batch[0] if isinstance(batch, tuple | list) else batch
         return self(images).softmax(dim=-1)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        """Speed only. Lightning notes which hook is running (``_current_fx_name``) around each
+        of its ~45 hook calls a training step; torch's ``Module.__setattr__`` spends ~2 us on
+        each, checking whether the string is a parameter, module or buffer. Stored directly:
+        0.09 ms less a step (measured), 0.45 % of the seed model's step on 2 CPU cores."""
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         return torch.optim.Adam(

@@ -143,3 +143,14 @@ def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
 def test_bench_runs_the_keras_seed_in_its_own_venv(mnist_dir, tmp_path):
     keras = run_bench(tmp_path)["rows"]["keras"]
     assert keras["images_per_s"] > 0 and 0.5 < keras["test_acc"] <= 1
+
+
+def test_hook_names_skip_module_bookkeeping_and_everything_else_keeps_it():
+    model = MNISTClassifier()
+    model._current_fx_name = "training_step"  # what Lightning sets around every hook
+    assert model.__dict__["_current_fx_name"] == "training_step"
+    model.probe = torch.nn.Linear(1, 1)  # any other attribute still registers as before
+    model.scale = torch.nn.Parameter(torch.ones(1))
+    assert "probe" in dict(model.named_children())
+    assert "scale" in dict(model.named_parameters())
+    assert "probe" not in model.__dict__ and "scale" not in model.__dict__
