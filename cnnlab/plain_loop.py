@@ -29,7 +29,7 @@ from cnnlab.resolvers import PROJECT_ROOT
 from cnnlab.results import write_json
 from cnnlab.threads import cap_threads
 from cnnlab.throughput import ThroughputMeter
-from cnnlab.turns import Turns
+from cnnlab.turns import ROLES, Turns
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="take turns with another process, window by window (cnnlab.turns)",
     )
-    p.add_argument("--turns-role", default="first", help="first or second (with --turns-dir)")
+    p.add_argument("--turns-role", default="first", choices=ROLES, help="with --turns-dir")
     p.add_argument("overrides", nargs="*", help="cnnlab.train config overrides")
     args = p.parse_args(argv)
     cfg = compose_train_config(args.overrides)
