@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     output_dir = Path(os.environ.get("CNNLAB_OUTPUT_DIR", PROJECT_ROOT / "outputs"))
     out = args.out or output_dir / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    if out.is_dir() and any(out.iterdir()):  # an earlier bench's results, or one running now
+        raise SystemExit(f"cnnlab: error: --out={out}: not empty; a bench needs a new directory")
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     rounds = bench_rounds(out, args.overrides, args)

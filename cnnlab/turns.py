@@ -30,7 +30,7 @@ TURN, DONE = b"t", b"x"
 @contextmanager
 def pipes(directory: Path) -> Iterator[Path]:
     """The two inboxes, there while both processes run (``make bench`` starts them inside)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True)  # never someone else's pipes: an existing one is an error
     try:
         for role in ROLES:
             os.mkfifo(directory / role)

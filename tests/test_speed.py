@@ -104,6 +104,18 @@ def run_bench(tmp_path, *extra: str) -> dict:
     return report
 
 
+def test_bench_never_writes_over_an_earlier_bench(tmp_path):
+    earlier = tmp_path / "bench"
+    earlier.mkdir()
+    (earlier / "bench.json").write_text("{}")
+    done = cli("cnnlab.bench", "--no-keras", "--out", str(earlier), output_dir=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"cnnlab: error: --out={earlier}: not empty; a bench needs a new directory"
+    ]
+    assert (earlier / "bench.json").read_text() == "{}"
+
+
 def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
     sweep = ["--sweep", "2", "--sweep-steps", "5"]
     report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep)

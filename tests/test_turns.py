@@ -44,3 +44,10 @@ def test_a_missing_partner_is_an_error_not_a_hang(tmp_path):
             lonely.take()
     with pytest.raises(CnnlabError, match="role='third'"):
         Turns(tmp_path, "third")
+
+
+def test_pipes_never_take_over_or_remove_anothers(tmp_path):
+    with pipes(tmp_path / "turns") as directory:
+        with pytest.raises(FileExistsError), pipes(directory):
+            pass
+        assert sorted(p.name for p in directory.iterdir()) == ["first", "second"]
