@@ -41,13 +41,14 @@ def compose_train_config(overrides: list[str]) -> DictConfig:
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """What Lightning's precision plugin does around forward and loss, done by hand."""
+    """What Lightning's precision plugin does around forward and loss, done by hand (its
+    autocast too runs without the weight-cast cache)."""
     if precision in ("32-true", "32"):
         return contextlib.nullcontext()
     if precision not in AUTOCAST:
         raise CnnlabError(f"trainer.precision={precision}: the plain loop supports 32-true, "
                           f"{', '.join(AUTOCAST)}")  # fmt: skip
-    return torch.autocast(device.type, dtype=AUTOCAST[precision])
+    return torch.autocast(device.type, dtype=AUTOCAST[precision], cache_enabled=False)
 
 
 def pick_device(accelerator: str) -> torch.device:
