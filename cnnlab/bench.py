@@ -35,6 +35,7 @@ from cnnlab.turns import pipes
 
 TF_PYTHON = PROJECT_ROOT / ".venv-tf" / "bin" / "python"
 KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
+CNNLAB_TIMING, PLAIN_TIMING = "cnnlab_throughput.json", "plain_loop.json"  # each meter's output
 
 
 Job = tuple[list[str], Path, dict[str, str]]  # command, its log file, extra environment
@@ -92,25 +93,28 @@ def throughput_callback(path: str, turns: list[str] | None = None) -> list[str]:
 
 def cnnlab_job(out: Path, overrides: list[str], turns: list[str] | None = None) -> Job:
     """A run through ``python -m cnnlab.train``, timed by a callback in the Trainer."""
-    timing = out / "cnnlab_throughput.json"
     cmd = [sys.executable, "-m", "cnnlab.train", *overrides, "print_config=false", "name=bench",
-           *throughput_callback(str(timing), turns)]  # fmt: skip
+           *throughput_callback(str(out / CNNLAB_TIMING), turns)]  # fmt: skip
     return cmd, out / "cnnlab.log", {"CNNLAB_OUTPUT_DIR": str(out / "cnnlab")}
 
 
 def cnnlab_result(out: Path, proc: dict[str, Any]) -> dict[str, Any]:
     (run_dir,) = sorted((out / "cnnlab" / "runs").glob("*_bench"))
     result = json.loads((run_dir / "result.json").read_text())
-    timing = json.loads((out / "cnnlab_throughput.json").read_text())
+    timing = json.loads((out / CNNLAB_TIMING).read_text())
     return {**timing, **proc, "test_acc": result.get("test/acc"),
             "test_loss": result.get("test/loss"), "run_dir": str(run_dir)}  # fmt: skip
 
 
 def plain_job(out: Path, overrides: list[str], turns: list[str]) -> Job:
     """The plain PyTorch loop on the same config and epochs; throughput only (it does not test)."""
-    cmd = [sys.executable, "-m", "cnnlab.plain_loop", "--json", str(out / "plain_loop.json"),
+    cmd = [sys.executable, "-m", "cnnlab.plain_loop", "--json", str(out / PLAIN_TIMING),
            "--turns-dir", turns[0], "--turns-role", turns[1], *overrides]  # fmt: skip
     return cmd, out / "plain_loop.log", {}
+
+
+def plain_result(out: Path, proc: dict[str, Any]) -> dict[str, Any]:
+    return {**json.loads((out / PLAIN_TIMING).read_text()), **proc}
 
 
 def window_ratios(plain: dict[str, Any], cnnlab: dict[str, Any]) -> list[float]:
@@ -136,7 +140,7 @@ def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> l
                 "plain": plain_job(here, train, [str(turns), roles[0]]),
                 "cnnlab": cnnlab_job(here, [*train, "test=false"], [str(turns), roles[1]]),
             })  # fmt: skip
-        plain = {**json.loads((here / "plain_loop.json").read_text()), **done["plain"]}
+        plain = plain_result(here, done["plain"])
         cnnlab = cnnlab_result(here, done["cnnlab"])
         pairs = window_ratios(plain, cnnlab)
         ratio = round(median(pairs), 3) if pairs else None
