@@ -28,9 +28,24 @@ def check_config(cfg: DictConfig) -> None:
     del model_hints["arch"], model_hints["return"]
     check_types(cfg.model, "model", model_hints)
     check_types(cfg.data, "data", typing.get_type_hints(MNISTDataModule.__init__))
+    check_optimization(cfg)
     epochs = cfg.trainer.get("max_epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ConfigError(f"trainer.max_epochs={epochs!r}: must be an integer >= 1")
+
+
+def check_optimization(cfg: DictConfig) -> None:
+    """Gradient clipping and accumulation are Lightning's automatic optimization's features."""
+    if cfg.model.get("automatic_optimization", True):
+        return
+    clip = cfg.trainer.get("gradient_clip_val")
+    if clip not in (None, 0):  # Lightning refuses to clip for a fused optimizer in mixed precision
+        raise ConfigError(f"trainer.gradient_clip_val={clip!r}: needs "
+                          "model.automatic_optimization=true model.fused_adam=false")  # fmt: skip
+    accumulate = cfg.trainer.get("accumulate_grad_batches")
+    if accumulate not in (None, 1):
+        raise ConfigError(f"trainer.accumulate_grad_batches={accumulate!r}: needs "
+                          "model.automatic_optimization=true")  # fmt: skip
 
 
 def check_types(node: Mapping, prefix: str, hints: dict[str, object]) -> None:

@@ -21,6 +21,8 @@ from tests.conftest import cli, result_of, run_dirs
         ("+model.filterz=3", "model.filterz: unknown key"),
         ("model=resnet", "model/resnet"),
         ("keep_freed_memory=yes", "keep_freed_memory='yes': must be true, false or null"),
+        ("+trainer.gradient_clip_val=0.5", "gradient_clip_val=0.5: needs model.automatic_optim"),
+        ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches=2: needs model.automatic"),
     ],
 )
 def test_bad_override_is_one_clear_line(tmp_path, override, message):

@@ -5,6 +5,7 @@ import platform
 import statistics
 import time
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,3 +167,33 @@ def test_hook_names_skip_module_bookkeeping_and_everything_else_keeps_it():
     assert "probe" in dict(model.named_children())
     assert "scale" in dict(model.named_parameters())
     assert "probe" not in model.__dict__ and "scale" not in model.__dict__
+
+
+def fit_steps(steps: int = 4, **options: object) -> tuple[MNISTClassifier, dict[str, float]]:
+    """A few real Trainer steps on fixed random batches: the weights and the logged metrics."""
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,)))
+    trainer_options = {k: options.pop(k) for k in list(options) if k == "gradient_clip_val"}
+    model = MNISTClassifier(**options)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=steps, logger=False, callbacks=[],
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, **trainer_options)  # fmt: skip
+    trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=16))
+    return model, {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def test_own_optimizer_step_trains_exactly_as_lightnings_automatic_optimization():
+    automatic, automatic_metrics = fit_steps(automatic_optimization=True)
+    manual, manual_metrics = fit_steps(automatic_optimization=False)
+    assert manual.trainer.global_step == automatic.trainer.global_step == 4
+    assert set(manual_metrics) == {"train/loss", "train/acc"}
+    assert manual_metrics == automatic_metrics
+    for name, weight in automatic.state_dict().items():
+        assert torch.equal(weight, manual.state_dict()[name]), name
+
+
+def test_gradient_clipping_still_clips_under_automatic_optimization():
+    unclipped, _ = fit_steps(1, automatic_optimization=True)
+    clipped, _ = fit_steps(1, automatic_optimization=True, gradient_clip_val=1e-6)
+    weight = "net.classifier.output.weight"
+    assert not torch.equal(unclipped.state_dict()[weight], clipped.state_dict()[weight])
