@@ -23,7 +23,7 @@ class MNISTClassifier(L.LightningModule):
     Adam uses Keras' defaults (lr 1e-3, epsilon 1e-7; PyTorch's default epsilon is 1e-8).
     Any other keyword is an ``Arch`` field (filters, kernel_size, ...). ``channels_last``,
     ``fused_adam``, ``compile`` and ``automatic_optimization`` change speed, not results (see
-    ``cnnlab.speed``).
+    docs/speed.md).
     """
 
     def __init__(
@@ -39,10 +39,11 @@ class MNISTClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.net = KerasCNN(Arch(**arch))
-        self.speed = SpeedOptions(channels_last, fused_adam, compile, automatic_optimization)
-        self.automatic_optimization = automatic_optimization
+        self.speed = SpeedOptions(channels_last, fused_adam, compile)
+        self.automatic_optimization = automatic_optimization  # Lightning's own switch
         self.save_hyperparameters({"lr": lr, "eps": eps, "weight_decay": weight_decay,
-                                   **asdict(self.net.arch), **asdict(self.speed)},
+                                   **asdict(self.net.arch), **asdict(self.speed),
+                                   "automatic_optimization": automatic_optimization},
                                   logger=False)  # fmt: skip
         self.speed.apply_to(self.net)
         self.class_names = CLASS_NAMES

@@ -19,13 +19,11 @@ LEAN_ACC = {"validate_args": False}
 
 @dataclass(frozen=True)
 class SpeedOptions:
-    """``model.channels_last``, ``model.fused_adam``, ``model.compile`` and
-    ``model.automatic_optimization`` of the config."""
+    """``model.channels_last``, ``model.fused_adam``, ``model.compile`` of the config."""
 
     channels_last: bool = False
     fused_adam: bool = False
     compile: bool = False
-    automatic_optimization: bool = True
 
     def apply_to(self, net: nn.Module) -> None:
         """Convert and/or compile ``net`` in place; parameter names (checkpoints) stay the same."""

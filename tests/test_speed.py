@@ -169,15 +169,16 @@ def test_hook_names_skip_module_bookkeeping_and_everything_else_keeps_it():
     assert "probe" not in model.__dict__ and "scale" not in model.__dict__
 
 
-def fit_steps(steps: int = 4, **options: object) -> tuple[MNISTClassifier, dict[str, float]]:
+def fit_steps(
+    steps: int = 4, gradient_clip_val: float | None = None, **options: object
+) -> tuple[MNISTClassifier, dict[str, float]]:
     """A few real Trainer steps on fixed random batches: the weights and the logged metrics."""
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,)))
-    trainer_options = {k: options.pop(k) for k in list(options) if k == "gradient_clip_val"}
     model = MNISTClassifier(**options)
     trainer = L.Trainer(max_epochs=1, limit_train_batches=steps, logger=False, callbacks=[],
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, **trainer_options)  # fmt: skip
+                        gradient_clip_val=gradient_clip_val, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=16))
     return model, {k: float(v) for k, v in trainer.callback_metrics.items()}
 
