@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.layers import Dropout, Flatten
+from cnnlab.layers import Dropout, Features, Flatten
 
 PADDINGS = ("valid", "same")
 INITS = ("keras", "torch")
@@ -118,7 +118,7 @@ class KerasCNN(nn.Module):
             self.apply(_keras_init)
 
     @staticmethod
-    def _features(arch: Arch, size: int) -> nn.Sequential:
+    def _features(arch: Arch, size: int) -> Features:
         layers: dict[str, nn.Module] = {}
         channels, n = 1, 0
         for block in range(1, arch.conv_blocks + 1):
@@ -135,7 +135,7 @@ class KerasCNN(nn.Module):
             layers[f"pool{block}"] = nn.MaxPool2d(arch.pool_size)
             layers[f"dropout{block}"] = Dropout(arch.dropout)
             size //= arch.pool_size
-        return _ordered(layers)
+        return Features(OrderedDict(layers))
 
     @staticmethod
     def _classifier(arch: Arch, flat: int) -> nn.Sequential:
@@ -147,15 +147,11 @@ class KerasCNN(nn.Module):
             layers[f"dense{n}_dropout"] = Dropout(arch.dense_dropout)
             width = arch.dense_units
         layers["output"] = nn.Linear(width, arch.num_classes)
-        return _ordered(layers)
+        return nn.Sequential(OrderedDict(layers))
 
     def forward(self, x: Tensor) -> Tensor:
         """Images (N, 1, H, W) in [0, 1] -> logits (N, num_classes)."""
         return self.classifier(self.features(x))
-
-
-def _ordered(layers: dict[str, nn.Module]) -> nn.Sequential:
-    return nn.Sequential(OrderedDict(layers))
 
 
 def _keras_init(module: nn.Module) -> None:

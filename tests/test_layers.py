@@ -1,10 +1,11 @@
-"""cnnlab's Dropout and Flatten compute what PyTorch's do, only faster on a CPU."""
+"""cnnlab's Dropout, Flatten and Features compute what PyTorch's do, only faster on a CPU."""
 
 import pytest
 import torch
 from torch import nn
 
-from cnnlab.layers import LEVELS, Dropout, Flatten
+from cnnlab.layers import LEVELS, Dropout, Features, Flatten, pool_before_relu
+from cnnlab.model import Arch, KerasCNN
 
 CHANNELS_LAST = torch.channels_last
 
@@ -73,3 +74,39 @@ def test_flatten_matches_nn_flatten_and_hands_back_a_channels_last_gradient():
     assert torch.equal(grad, expected)
     assert grad.is_contiguous(memory_format=CHANNELS_LAST)
     assert not expected.is_contiguous(memory_format=CHANNELS_LAST)  # what made pooling copy
+
+
+def test_pool_before_relu_moves_only_relus_that_feed_a_pool():
+    relu1, relu2, pool, conv, drop = (
+        nn.ReLU(),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(1, 1, 1),
+        Dropout(),
+    )
+    assert pool_before_relu([conv, relu1, conv, relu2, pool, drop]) == [
+        conv, relu1, conv, pool, relu2, drop
+    ]  # fmt: skip
+    assert pool_before_relu([relu1, conv, pool]) == [relu1, conv, pool]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("arch", [Arch(), Arch(conv_blocks=2, padding="same", pool_size=3)])
+def test_features_give_the_lesson_orders_values_and_gradients_bit_for_bit(dtype, arch):
+    """Pool-then-ReLU against the printed order (nn.Sequential's forward), dropout included."""
+    torch.manual_seed(0)
+    features = KerasCNN(arch).features.to(dtype, memory_format=CHANNELS_LAST).train()
+    assert isinstance(features, Features)
+    x = torch.randn(16, 1, 28, 28, dtype=dtype).contiguous(memory_format=CHANNELS_LAST)
+    outputs, grads = [], []
+    for forward in (features.forward, lambda t: nn.Sequential.forward(features, t)):
+        torch.manual_seed(1)  # the same dropout masks
+        out = forward(x)
+        (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outputs.append(out)
+        grads.append([p.grad.clone() for p in features.parameters()])
+        features.zero_grad(set_to_none=True)
+    assert torch.equal(*outputs)
+    assert (outputs[0] > 0).any() and (outputs[0] == 0).any()  # ReLU did cut something
+    for fast, printed in zip(*grads, strict=True):
+        assert torch.equal(fast, printed)
