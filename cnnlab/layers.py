@@ -12,7 +12,7 @@ a training step from 51 to 33 ms:
   returns the gradient in the layout its input had.
 
 And ``Features``, the conv blocks, runs each ReLU that feeds a max-pool after the pool instead:
-the same numbers and gradients, a quarter of the ReLU work (4 % of a step on an AMD EPYC).
+the same numbers and gradients, a quarter of the ReLU work (2-4 % of a step on an AMD EPYC).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Features(nn.Sequential):
     gradients. The pool hands its gradient to the first maximum of each window, the same
     element either way when the maximum is positive; when it is <= 0, ReLU's gradient is 0
     either way. ReLU on the pooled tensor touches a quarter of the values: the seed model's CPU
-    step, forward and backward, is ~4 % shorter (docs/speed.md).
+    step, forward and backward, is 2-4 % shorter (docs/speed.md).
     """
 
     def forward(self, x: Tensor) -> Tensor:
