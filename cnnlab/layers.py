@@ -17,6 +17,8 @@ the same numbers and gradients, a quarter of the ReLU work (2-4 % of a step on a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -76,12 +78,12 @@ class Features(nn.Sequential):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in pool_before_relu(list(self)):
+        for layer in pool_before_relu(self):
             x = layer(x)
         return x
 
 
-def pool_before_relu(layers: list[nn.Module]) -> list[nn.Module]:
+def pool_before_relu(layers: Iterable[nn.Module]) -> list[nn.Module]:
     """``layers`` with each ReLU that directly precedes a MaxPool2d moved after it."""
     order = list(layers)
     for i in range(len(order) - 1):

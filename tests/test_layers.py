@@ -77,13 +77,8 @@ def test_flatten_matches_nn_flatten_and_hands_back_a_channels_last_gradient():
 
 
 def test_pool_before_relu_moves_only_relus_that_feed_a_pool():
-    relu1, relu2, pool, conv, drop = (
-        nn.ReLU(),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(1, 1, 1),
-        Dropout(),
-    )
+    relu1, relu2, pool = nn.ReLU(), nn.ReLU(), nn.MaxPool2d(2)
+    conv, drop = nn.Conv2d(1, 1, 1), Dropout()
     assert pool_before_relu([conv, relu1, conv, relu2, pool, drop]) == [
         conv, relu1, conv, pool, relu2, drop
     ]  # fmt: skip
