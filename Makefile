@@ -35,15 +35,15 @@ $(TF_STAMP): bench/requirements-tf.txt
 	touch $@
 
 bench: $(STAMP) $(TF_STAMP)
-	$(PY) -m cnnlab.bench --tf-python $(TF_VENV)/bin/python $(ARGS)
+	$(PY) -m bench --tf-python $(TF_VENV)/bin/python $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check cnnlab tests hydra_plugins
-	$(PY) -m ruff format --check cnnlab tests hydra_plugins
+	$(PY) -m ruff check cnnlab bench tests hydra_plugins
+	$(PY) -m ruff format --check cnnlab bench tests hydra_plugins
 
 format: $(STAMP)
-	$(PY) -m ruff format cnnlab tests hydra_plugins
-	$(PY) -m ruff check --fix cnnlab tests hydra_plugins
+	$(PY) -m ruff format cnnlab bench tests hydra_plugins
+	$(PY) -m ruff check --fix cnnlab bench tests hydra_plugins
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir outputs

@@ -13,9 +13,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
-from cnnlab.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
-from cnnlab.cli import compute_and_report, run_cli
+import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.runs.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
+from cnnlab.runs.cli import compute_and_report, run_cli
 
 
 def trained_precision(ckpt: Path) -> str:

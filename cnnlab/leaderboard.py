@@ -1,108 +1,16 @@
-"""``python -m cnnlab.leaderboard <sweep dir>``: one row per trial, best validation accuracy first.
+"""``python -m cnnlab.leaderboard <sweep dir>``: rebuild and print a sweep's leaderboard.
 
-Built only from the trials' own ``result.json`` files, so it can be rebuilt at any time (after a
-crash, a resume, or while a sweep still runs) and every launcher (local, joblib, submitit,
-Optuna) gets the same table. A trial directory without a result is listed as ``unfinished``.
+The table is built from the trials' own ``result.json`` files (``cnnlab.sweeps.leaderboard``),
+so it can be rebuilt at any time: after a crash, a resume, or while the sweep still runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
-from typing import Any
 
-from cnnlab.results import RESULT_FILE, read_result
-
-CSV_FILE = "leaderboard.csv"
-MARKDOWN_FILE = "leaderboard.md"
-COLUMNS = (
-    "rank", "trial", "status", "val/acc", "test/acc", "val/loss", "test/loss",
-    "params", "wall_time_s", "overrides", "error", "dir",
-)  # fmt: skip
-SHOWN = COLUMNS[:-1]  # the Markdown table leaves out the directory (the trial number names it)
-
-
-def trial_dirs(sweep_dir: Path) -> list[Path]:
-    """Directories Hydra made for trials (they hold ``.hydra``), in job-number order."""
-    found = [
-        d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir() or (d / RESULT_FILE).is_file()
-    ]
-    return sorted(found, key=lambda d: (_job_number(d), d.name))
-
-
-def _job_number(trial_dir: Path) -> int:
-    head = trial_dir.name.split("_", 1)[0]
-    return int(head) if head.isdigit() else sys.maxsize
-
-
-def rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Leaderboard rows, ranked: finished trials by val/acc (best first), then the others."""
-    rows = []
-    for trial_dir in trial_dirs(sweep_dir):
-        record = read_result(trial_dir) or {"status": "unfinished"}
-        row = {key: record.get(key) for key in COLUMNS}
-        row.update(trial=_job_number(trial_dir), dir=trial_dir.name)
-        shown = [o for o in record.get("overrides") or [] if not o.startswith("resume=")]
-        row["overrides"] = " ".join(shown)
-        rows.append(row)
-    rows.sort(key=_rank_key)
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
-    return rows
-
-
-def _rank_key(row: dict[str, Any]) -> tuple[bool, float]:
-    finished = row["status"] == "finished" and row["val/acc"] is not None
-    return (not finished, -row["val/acc"] if finished else 0.0)
-
-
-def _cell(value: Any, column: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.1f}" if column == "wall_time_s" else f"{value:.4f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value).replace("|", "\\|")
-
-
-def to_markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table; overrides every trial shares are listed once, above it."""
-    shared = set.intersection(*(set(row["overrides"].split()) for row in rows)) if rows else set()
-    lines = [f"Overrides of every trial: {' '.join(sorted(shared)) or '(none)'}", ""]
-    lines += ["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
-    for row in rows:
-        own = " ".join(o for o in row["overrides"].split() if o not in shared)
-        cells = [_cell(own if c == "overrides" else row[c], c) for c in SHOWN]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_leaderboard(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Write leaderboard.csv and leaderboard.md into the sweep directory; return the rows."""
-    rows = rows_of(sweep_dir)
-    with open(sweep_dir / CSV_FILE, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (sweep_dir / MARKDOWN_FILE).write_text(to_markdown(rows))
-    return rows
-
-
-def summarize(sweep_dir: Path) -> int:
-    """Write and print the leaderboard; return the exit status a sweep should end with."""
-    rows = write_leaderboard(sweep_dir)
-    failed = [row for row in rows if row["status"] != "finished"]
-    print(f"\nLeaderboard of {sweep_dir} ({len(rows)} trials, {len(failed)} not finished):")
-    print(to_markdown(rows))
-    print(f"Written: {sweep_dir / MARKDOWN_FILE}, {sweep_dir / CSV_FILE}")
-    print(f"TensorBoard: tensorboard --logdir {sweep_dir}")
-    for row in failed:
-        print(f"cnnlab: error: trial {row['trial']} {row['status']}: {row['error'] or ''}",
-              file=sys.stderr)  # fmt: skip
-    return 1 if failed else 0
+from cnnlab.sweeps.leaderboard import summarize, trial_dirs
 
 
 def main(argv: list[str] | None = None) -> int:

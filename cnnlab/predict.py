@@ -1,7 +1,7 @@
 """``python -m cnnlab.predict ckpt_path=<ckpt or run dir> images=[a.png,b.jpg]``: classify your
 own digit images with a trained model.
 
-Each image is converted like MNIST (``cnnlab.digits``) and gets its top classes with
+Each image is converted like MNIST (``cnnlab.data.digits``) and gets its top classes with
 probabilities. A file that can't be used costs one ``cnnlab: error:`` line naming it; the other
 images are still predicted, and the exit code is 2 if any image failed.
 """
@@ -15,11 +15,11 @@ import hydra
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from cnnlab.checkpoints import load_model, resolve_checkpoint
-from cnnlab.cli import compute_and_report, run_cli
-from cnnlab.digits import ImageFileError, image_files, invert_mode, load_digit
+from cnnlab.data.digits import ImageFileError, image_files, invert_mode, load_digit
 from cnnlab.errors import CnnlabError
-from cnnlab.module import MNISTClassifier
+from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.runs.checkpoints import load_model, resolve_checkpoint
+from cnnlab.runs.cli import compute_and_report, run_cli
 
 
 def top_classes(model: MNISTClassifier, digits: torch.Tensor, k: int) -> list[list[dict]]:

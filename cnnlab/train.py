@@ -1,112 +1,25 @@
 """``python -m cnnlab.train [overrides]``: train, test the best checkpoint, write result.json.
 
 Hydra composes ``conf/train.yaml``; every run gets its own directory under ``outputs/`` with
-the resolved config, the log, checkpoints, TensorBoard events and ``result.json``.
+the resolved config, the log, checkpoints, TensorBoard events and ``result.json``. The run
+itself is ``cnnlab.runs.training``; this module is the command around it.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import hydra
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
-from cnnlab.checkpoints import resume_point
-from cnnlab.cli import run_cli
-from cnnlab.config import check_config
-from cnnlab.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
-from cnnlab.errors import CnnlabError, exit_code, one_line
-from cnnlab.heap import keep_freed_memory
-from cnnlab.preflight import check_room
-from cnnlab.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
-from cnnlab.resume_run import apply_resume
-from cnnlab.resume_sweep import resume_trial
-from cnnlab.threads import cap_threads
-
-log = logging.getLogger(__name__)
-
-
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Build everything from the config, fit, test the best checkpoint; return the metrics."""
-    check_config(cfg)
-    cap_threads(cfg.get("threads"))
-    keep_freed_memory(cfg.get("keep_freed_memory"))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # first: the initial weights too
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
-    check_room(Path(cfg.paths.run_dir), model)
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
-    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-
-    ckpt_path = resume_point(model, cfg.ckpt_path)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    record: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
-    best = next((c.best for c in callbacks if hasattr(c, "best")), {})
-    record.update(
-        {k: best.get(k) for k in METRICS if k.startswith("val/")}, best_epoch=best.get("epoch")
-    )
-    ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    record["checkpoint"] = ckpt or None
-    if cfg.test:
-        (tested,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
-        record.update({k: tested[k] for k in METRICS if k.startswith("test/")})
-    return {"trainer": trainer, **record}
-
-
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and always leave a result.json saying how it went (finished or failed, and why)."""
-    run_dir = Path(cfg.paths.run_dir)
-    started = time.perf_counter()
-    record: dict[str, Any] = {
-        "status": "failed",
-        "overrides": list(HydraConfig.get().overrides.task),
-    }
-    trainer = None
-    try:
-        if (finished := resume_trial(cfg, run_dir)) is not None:
-            return {**finished, "skipped": True}
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        if cfg.print_config:
-            log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-        outcome = train(cfg)
-        trainer = outcome.pop("trainer")
-        record.update(outcome, status="finished")
-    except Exception as e:  # recorded, never lost: a line for the user, the traceback in the log
-        if exit_code(e) == 1 and not isinstance(e, CnnlabError):
-            log.exception("run failed")
-        record.update(error=one_line(e), exit_code=exit_code(e))
-        record["status"] = getattr(e, "status", "failed")  # or "interrupted": resumable
-    record.update(wall_time_s=round(time.perf_counter() - started, 2), run_dir=str(run_dir))
-    write_json(run_dir / RESULT_FILE, record)
-    if trainer is not None:
-        log_hparams(trainer.loggers, hparams_of(cfg), record)
-    return record
-
-
-def report(record: dict[str, Any]) -> None:
-    """The final summary a user reads, in the lesson's words."""
-    if record["status"] != "finished":
-        label = "error" if record["status"] == "failed" else record["status"]
-        print(f"cnnlab: {label}: {record['error']}", file=sys.stderr)
-        return
-    if record.get("skipped"):
-        print(f"Already finished, skipped (resume): {record['run_dir']}")
-        return
-    run_dir = record["run_dir"]
-    print(f"\nTest loss: {record.get('test/loss')}\nTest accuracy: {record.get('test/acc')}")
-    print(f"Best val accuracy: {record['val/acc']} (epoch {record['best_epoch']})")
-    print(f"Parameters: {record['params']:,}   wall time: {record['wall_time_s']} s")
-    print(f"Run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
+import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.runs.cli import run_cli
+from cnnlab.runs.resume import apply_resume
+from cnnlab.runs.training import report, run, train
+from cnnlab.sweeps.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

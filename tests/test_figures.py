@@ -5,8 +5,9 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab.figures import confident_mistakes, confusion, feature_stages, per_class_accuracy
-from cnnlab.model import Arch, KerasCNN
+from cnnlab.insight.figures import confident_mistakes, confusion, feature_stages, per_class_accuracy
+from cnnlab.models.arch import Arch
+from cnnlab.models.keras_cnn import KerasCNN
 from tests.conftest import QUICK, cli, result_of, train_run
 
 FIGURES = {

@@ -9,8 +9,9 @@ import keras
 import numpy as np
 import torch
 
-from cnnlab.datamodule import load_split
-from cnnlab.model import Arch, KerasCNN
+from cnnlab.data.datamodule import load_split
+from cnnlab.models.arch import Arch
+from cnnlab.models.keras_cnn import KerasCNN
 
 
 def seed_keras_model() -> keras.Model:

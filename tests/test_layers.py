@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.layers import LEVELS, Dropout, Features, Flatten, pool_before_relu
-from cnnlab.model import Arch, KerasCNN
+from cnnlab.models.arch import Arch
+from cnnlab.models.keras_cnn import KerasCNN
+from cnnlab.models.layers import LEVELS, Dropout, Features, Flatten, pool_before_relu
 
 CHANNELS_LAST = torch.channels_last
 

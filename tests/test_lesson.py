@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from cnnlab.lesson import FILTER, IMAGE, convolve, max_pool
+from cnnlab.insight.worked_examples import FILTER, IMAGE, convolve, max_pool
 from tests.conftest import ROOT
 
 

@@ -5,7 +5,8 @@ import re
 import pytest
 import torch
 
-from cnnlab.model import Arch, ArchError, KerasCNN
+from cnnlab.models.arch import Arch, ArchError
+from cnnlab.models.keras_cnn import KerasCNN
 
 
 def layer_shapes(net: KerasCNN, x: torch.Tensor) -> dict[str, tuple[int, ...]]:

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from cnnlab import CLASS_NAMES
-from cnnlab.checkpoints import load_model
-from cnnlab.datamodule import load_split
-from cnnlab.digits import ImageFileError, load_digit, to_mnist
+from cnnlab.data.datamodule import load_split
+from cnnlab.data.digits import ImageFileError, load_digit, to_mnist
+from cnnlab.runs.checkpoints import load_model
 from tests.conftest import cli, train_run
 
 TRAIN = ["trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=2",

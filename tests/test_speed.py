@@ -10,14 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab.bench import TF_PYTHON
+from bench.harness import TF_PYTHON
+from bench.plain_loop import autocast_for, compose_train_config
+from bench.throughput import ThroughputMeter
 from cnnlab.errors import CnnlabError
-from cnnlab.heap import keep_freed_memory
-from cnnlab.module import MNISTClassifier
-from cnnlab.plain_loop import autocast_for, compose_train_config
-from cnnlab.profilers import NoProfiler
-from cnnlab.threads import cap_threads
-from cnnlab.throughput import ThroughputMeter
+from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.perf.heap import keep_freed_memory
+from cnnlab.perf.profilers import NoProfiler
+from cnnlab.perf.threads import cap_threads
 from tests.conftest import cli, train_run
 
 
@@ -58,7 +58,7 @@ def test_meter_times_whole_windows_after_warmup_and_drops_a_window_cut_by_an_epo
 
 
 def test_the_default_profiler_is_free_and_a_real_one_is_an_override(mnist_dir, tmp_path):
-    assert compose_train_config([]).trainer.profiler._target_ == "cnnlab.profilers.NoProfiler"
+    assert compose_train_config([]).trainer.profiler._target_ == "cnnlab.perf.profilers.NoProfiler"
     off = NoProfiler()
     assert off.profile("a") is off.profile("b")  # one shared null context, nothing built
     fast = ["debug=fast", "print_config=false", "test=false", "callbacks.figures=null"]
@@ -97,7 +97,7 @@ def run_bench(tmp_path, *extra: str) -> dict:
         "trainer.limit_test_batches=2",
         "callbacks.figures=null",
     ]
-    done = cli("cnnlab.bench", "--epochs", "1", "--max-steps-per-epoch", "50",
+    done = cli("bench", "--epochs", "1", "--max-steps-per-epoch", "50",
                "--out", str(out), *extra, *quick, output_dir=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
@@ -109,7 +109,7 @@ def test_bench_never_writes_over_an_earlier_bench(tmp_path):
     earlier = tmp_path / "bench"
     earlier.mkdir()
     (earlier / "bench.json").write_text("{}")
-    done = cli("cnnlab.bench", "--no-keras", "--out", str(earlier), output_dir=tmp_path)
+    done = cli("bench", "--no-keras", "--out", str(earlier), output_dir=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"cnnlab: error: --out={earlier}: not empty; a bench needs a new directory"

@@ -9,8 +9,8 @@ import optuna
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab.resolvers import MAX_DIRNAME, short_dirname
-from cnnlab.threads import threads_per_job
+from cnnlab.perf.threads import threads_per_job
+from cnnlab.runs.resolvers import MAX_DIRNAME, short_dirname
 from tests.conftest import cli, result_of
 
 TINY = [

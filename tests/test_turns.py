@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from bench.turns import Turns, pipes
 from cnnlab.errors import CnnlabError
-from cnnlab.turns import Turns, pipes
 
 
 def take_turns(turns: Turns, windows: int, log: list) -> None:

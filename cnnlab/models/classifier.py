@@ -12,8 +12,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnlab import CLASS_NAMES
-from cnnlab.model import Arch, KerasCNN
-from cnnlab.speed import LEAN_ACC, LEAN_MEAN, SpeedOptions
+from cnnlab.models.arch import Arch
+from cnnlab.models.keras_cnn import KerasCNN
+from cnnlab.perf.speed import LEAN_ACC, LEAN_MEAN, SpeedOptions
 
 
 class MNISTClassifier(L.LightningModule):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cnnlab.threads import threads_per_job
+from cnnlab.perf.threads import threads_per_job
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # cnnlab/runs/resolvers.py -> the checkout
 MAX_DIRNAME = 150  # file systems allow 255 bytes per name; leave room for the job number
 
 

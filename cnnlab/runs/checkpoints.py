@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from cnnlab.errors import CnnlabError
-from cnnlab.module import MNISTClassifier
-from cnnlab.results import read_result
+from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.runs.results import read_result
 
 
 class CheckpointError(CnnlabError):

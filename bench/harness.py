@@ -1,11 +1,11 @@
-"""``python -m cnnlab.bench [overrides]`` (``make bench``): cnnlab vs. a plain loop vs. the seed.
+"""``python -m bench [overrides]`` (``make bench``): cnnlab vs. a plain loop vs. the seed.
 
 In one run on one machine, each in its own process:
 
 1. cnnlab through its real CLI and Trainer (default config + ``overrides``), 5 epochs, tested;
-2. the hand-written PyTorch loop of ``cnnlab.plain_loop`` with the same model, data tensors,
+2. the hand-written PyTorch loop of ``bench.plain_loop`` with the same model, data tensors,
    optimizer and precision, against cnnlab in ``--rounds`` rounds of one epoch each, where
-   both take turns window by window (``cnnlab.turns``), so that both see the same machine;
+   both take turns window by window (``bench.turns``), so that both see the same machine;
 3. the lesson's Keras code on TensorFlow (``bench/keras_seed.py`` in the ``.venv-tf`` venv:
    TensorFlow and torch must never share a process).
 
@@ -29,9 +29,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cnnlab.resolvers import PROJECT_ROOT
-from cnnlab.results import write_json
-from cnnlab.turns import pipes
+from bench.turns import pipes
+from cnnlab.runs.resolvers import PROJECT_ROOT
+from cnnlab.runs.results import write_json
 
 TF_PYTHON = PROJECT_ROOT / ".venv-tf" / "bin" / "python"
 KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
@@ -87,7 +87,7 @@ def throughput_callback(path: str, turns: list[str] | None = None) -> list[str]:
     """Overrides that add the Trainer's throughput meter, writing to ``path``."""
     take_turns = [f"+callbacks.throughput.turns_dir={turns[0]}",
                   f"+callbacks.throughput.turns_role={turns[1]}"] if turns else []  # fmt: skip
-    return ["+callbacks.throughput._target_=cnnlab.throughput.ThroughputCallback",
+    return ["+callbacks.throughput._target_=bench.throughput.ThroughputCallback",
             f"+callbacks.throughput.path={path}", *take_turns]  # fmt: skip
 
 
@@ -108,7 +108,7 @@ def cnnlab_result(out: Path, proc: dict[str, Any]) -> dict[str, Any]:
 
 def plain_job(out: Path, overrides: list[str], turns: list[str]) -> Job:
     """The plain PyTorch loop on the same config and epochs; throughput only (it does not test)."""
-    cmd = [sys.executable, "-m", "cnnlab.plain_loop", "--json", str(out / PLAIN_TIMING),
+    cmd = [sys.executable, "-m", "bench.plain_loop", "--json", str(out / PLAIN_TIMING),
            "--turns-dir", turns[0], "--turns-role", turns[1], *overrides]  # fmt: skip
     return cmd, out / "plain_loop.log", {}
 
@@ -125,7 +125,7 @@ def window_ratios(plain: dict[str, Any], cnnlab: dict[str, Any]) -> list[float]:
 
 def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> list[dict]:
     """Throughput of the plain loop and cnnlab, ``--rounds`` times. In each round both run at
-    once but take turns window by window (``cnnlab.turns``; odd rounds the plain loop goes
+    once but take turns window by window (``bench.turns``; odd rounds the plain loop goes
     first, even rounds cnnlab), so every window of one side has a partner window of the other
     on the same machine a moment apart; the round's cnnlab/plain is the median over its pairs.
     Timed one after the other, 5-10 % drift within minutes went straight into the ratio; and

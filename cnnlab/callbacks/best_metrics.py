@@ -1,11 +1,10 @@
-"""Callbacks cnnlab adds to Lightning's own."""
+"""The best epoch's validation metrics, for result.json and the HPARAMS tab."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 
 
 class BestMetrics(L.Callback):
@@ -36,25 +35,3 @@ class BestMetrics(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict["best"]
-
-
-class FlushLogs(L.Callback):
-    """Puts TensorBoard events on disk before each checkpoint and when an epoch starts.
-
-    The event writer buffers for up to two minutes; without this a killed run (SIGKILL, power
-    loss) would lose curve points that its last checkpoint already covers. Lightning runs
-    checkpoint callbacks last, so validation metrics are flushed before last.ckpt is written;
-    the epoch's train metrics are logged after it and flushed when the next epoch starts.
-    """
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._flush(trainer)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._flush(trainer)
-
-    @staticmethod
-    def _flush(trainer: L.Trainer) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.flush()

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from cnnlab import CLASS_NAMES
 from cnnlab.errors import CnnlabError
-from cnnlab.plots import (
+from cnnlab.insight.plots import (
     RIGHT,
     WRONG,
     accuracy_figure,

@@ -5,7 +5,7 @@ device sync, so GPU time is real) only at window edges, never per step, so measu
 nothing. Windows never span an epoch edge (validation, checkpoints). The first ``warmup`` steps
 of the run are not timed. images/s = median over windows of images / window time.
 With ``turns`` (``make bench``), the meter holds the turn for each window and passes it at
-the window's end, so two processes alternate window by window (``cnnlab.turns``).
+the window's end, so two processes alternate window by window (``bench.turns``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from cnnlab.results import write_json
-from cnnlab.turns import Turns
+from bench.turns import Turns
+from cnnlab.runs.results import write_json
 
 
 class ThroughputMeter:
@@ -91,9 +91,9 @@ class ThroughputMeter:
 
 
 class ThroughputCallback(L.Callback):
-    """``+callbacks.throughput._target_=cnnlab.throughput.ThroughputCallback
+    """``+callbacks.throughput._target_=bench.throughput.ThroughputCallback
     +callbacks.throughput.path=FILE``: the Trainer's throughput, written as JSON after fit.
-    ``turns_dir`` and ``turns_role``: take turns with another process (``cnnlab.turns``)."""
+    ``turns_dir`` and ``turns_role``: take turns with another process (``bench.turns``)."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """The hand-written PyTorch loop cnnlab's Trainer is compared with (``make bench``).
 
-``python -m cnnlab.plain_loop [--steps N] --json out.json [config overrides]`` composes the same
+``python -m bench.plain_loop [--steps N] --json out.json [config overrides]`` composes the same
 config as ``cnnlab.train`` and trains the same network, on the same data tensors and batch
 order, with the same optimizer and precision, in the shortest loop PyTorch allows: no hooks,
 no metrics, no logging. It runs ``trainer.max_epochs`` epochs of ``trainer.limit_train_batches``
@@ -21,15 +21,15 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import cnnlab.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from bench.throughput import ThroughputMeter
+from bench.turns import ROLES, Turns
 from cnnlab.errors import CnnlabError
-from cnnlab.heap import keep_freed_memory
-from cnnlab.module import MNISTClassifier
-from cnnlab.resolvers import PROJECT_ROOT
-from cnnlab.results import write_json
-from cnnlab.threads import cap_threads
-from cnnlab.throughput import ThroughputMeter
-from cnnlab.turns import ROLES, Turns
+from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.perf.heap import keep_freed_memory
+from cnnlab.perf.threads import cap_threads
+from cnnlab.runs.resolvers import PROJECT_ROOT
+from cnnlab.runs.results import write_json
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--turns-dir",
         type=Path,
         default=None,
-        help="take turns with another process, window by window (cnnlab.turns)",
+        help="take turns with another process, window by window (bench.turns)",
     )
     p.add_argument("--turns-role", default="first", choices=ROLES, help="with --turns-dir")
     p.add_argument("overrides", nargs="*", help="cnnlab.train config overrides")

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 
 from omegaconf import DictConfig
 
-from cnnlab.datamodule import MNISTDataModule
+from cnnlab.data.datamodule import MNISTDataModule
 from cnnlab.errors import CnnlabError
-from cnnlab.model import Arch
-from cnnlab.module import MNISTClassifier
+from cnnlab.models.arch import Arch
+from cnnlab.models.classifier import MNISTClassifier
 
 
 class ConfigError(CnnlabError):

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from cnnlab.leaderboard import summarize
+from cnnlab.sweeps.leaderboard import summarize
 
 
 class SweepSummary(Callback):

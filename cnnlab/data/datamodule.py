@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from cnnlab import CLASS_NAMES
+from cnnlab.data.mnist_files import ensure_mnist, raw_dir, read_idx
 from cnnlab.errors import CnnlabError
-from cnnlab.mnist_files import ensure_mnist, raw_dir, read_idx
 
 VALIDATION_MODES = ("holdout", "test")
 

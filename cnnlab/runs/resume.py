@@ -1,4 +1,6 @@
-"""``python -m cnnlab.train resume=<run_dir> [overrides]``: continue a stopped run where it was.
+"""Resuming: a stopped run continues where it was; a resumed sweep skips its finished trials.
+
+``python -m cnnlab.train resume=<run_dir> [overrides]``: continue a stopped run where it was.
 
 The run continues in the same directory with the same settings (its saved
 ``.hydra/overrides.yaml``, then any new overrides, e.g. ``trainer.max_epochs=10``), from its
@@ -6,20 +8,30 @@ The run continues in the same directory with the same settings (its saved
 state, epoch counter, callback state and the RNG state (``RngState``), so the result equals an
 uninterrupted run. TensorBoard continues in the same event directory; events logged after that
 checkpoint (a partly trained epoch) are purged so curves have no duplicate steps.
+
+``resume=<sweep dir> -m``: Hydra has no multirun resume. ``resume=<sweep dir>`` points the sweep
+at an existing directory (the same command gives every trial the same ``<num>_<overrides>``
+subdirectory); each trial then looks at its own ``result.json``: finished with the same
+overrides means skip and report the recorded result; anything else (failed, interrupted, never
+started) runs again, after the earlier attempt's files are moved aside into ``attempt-<n>/`` so
+nothing is lost or mixed.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.checkpoints import read_checkpoint
 from cnnlab.errors import CnnlabError
+from cnnlab.runs.checkpoints import read_checkpoint
+from cnnlab.runs.checks import ConfigError
+from cnnlab.runs.results import read_result
 
 RESUME_FROM = Path("checkpoints") / "last.ckpt"
 # Overrides that belong to one attempt, not to the run: recomputed on every resume.
@@ -33,7 +45,7 @@ class ResumeError(CnnlabError):
 def expand_resume(args: list[str]) -> list[str]:
     """Replace ``resume=<run_dir>`` by the overrides that continue that run; others pass through.
 
-    A sweep is left alone: ``resume=<sweep dir>`` resumes it trial by trial (``resume_sweep``).
+    A sweep is left alone: ``resume=<sweep dir>`` resumes it trial by trial (``resume_trial``).
     """
     given = [a for a in args if a.startswith("resume=")]
     if not given or {"-m", "--multirun"} & set(args):
@@ -70,7 +82,12 @@ def saved_overrides(run_dir: Path) -> list[str]:
         what = "no such directory" if not run_dir.is_dir() else f"no {path.relative_to(run_dir)}"
         raise ResumeError(f"resume={run_dir}: not a cnnlab run directory ({what})")
     overrides = [str(o) for o in OmegaConf.load(path)]
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in PER_ATTEMPT_KEYS]
+    return [o for o in overrides if override_key(o) not in PER_ATTEMPT_KEYS]
+
+
+def override_key(override: str) -> str:
+    """The config key an override sets: ``+a.b=1``, ``~a.b`` and ``a.b=1`` all set ``a.b``."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def global_step(ckpt: Path) -> int:
@@ -94,16 +111,44 @@ def apply_resume(argv: list[str]) -> None:
         sys.exit(e.exit_code)
 
 
-class RngState(L.Callback):
-    """Keeps the global torch RNG (dropout masks) in checkpoints, so resuming repeats the draws."""
+log = logging.getLogger(__name__)
 
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+ATTEMPT_FILES = ("result.json", "config.yaml", "checkpoints", "tensorboard")
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        torch.set_rng_state(state_dict["cpu"])
-        if "cuda" in state_dict and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+def relevant_overrides(overrides: list[str]) -> list[str]:
+    """Overrides that change what a trial computes (not where it writes, how many threads...)."""
+    excluded = set(HydraConfig.get().job.config.override_dirname.exclude_keys)
+    return sorted(o for o in overrides if override_key(o) not in excluded)
+
+
+def resume_trial(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Under ``resume=``: the recorded result if this trial already finished, else None
+    (and the earlier attempt's files, if any, are set aside for the rerun)."""
+    if not cfg.get("resume"):
+        return None
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        raise ConfigError(f"resume={cfg.resume}: resumes a sweep; add -m (multirun)")
+    record = read_result(run_dir)
+    if record and record.get("status") == "finished" and _same_overrides(record):
+        log.info("Resume: %s already finished (val/acc %s); skipped", run_dir, record["val/acc"])
+        return record
+    set_aside_earlier_attempt(run_dir)
+    return None
+
+
+def _same_overrides(record: dict[str, Any]) -> bool:
+    now = list(HydraConfig.get().overrides.task)
+    return relevant_overrides(record.get("overrides", [])) == relevant_overrides(now)
+
+
+def set_aside_earlier_attempt(run_dir: Path) -> None:
+    """Move a failed or interrupted attempt's files into ``attempt-<n>/`` before rerunning."""
+    leftovers = [run_dir / name for name in ATTEMPT_FILES if (run_dir / name).exists()]
+    if not leftovers:
+        return
+    attempt = run_dir / f"attempt-{len(list(run_dir.glob('attempt-*'))) + 1}"
+    attempt.mkdir()
+    for path in leftovers:
+        path.rename(attempt / path.name)
+    log.info("Resume: earlier attempt's files moved to %s", attempt)

@@ -1,6 +1,6 @@
 """Speed settings that change how fast a run goes, never what it computes.
 
-Measured by ``python -m cnnlab.bench`` (docs/speed.md); each is on by default only where it pays
+Measured by ``python -m bench`` (docs/speed.md); each is on by default only where it pays
 on the machines measured. Precision is the Trainer's own (``trainer.precision``).
 """
 

@@ -12,7 +12,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from cnnlab.errors import CnnlabError, one_line
-from cnnlab.results import write_json
+from cnnlab.runs.results import write_json
 
 
 def run_cli(main: Callable[[], object]) -> None:

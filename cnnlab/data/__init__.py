@@ -1,0 +1,2 @@
+"""Data: MNIST's files (fetched, verified), the LightningDataModule, and your own images
+converted to look like MNIST."""

@@ -1,0 +1,1 @@
+"""Seeing what happens: the lesson's worked examples, the figures drawn after a run, their plots."""
