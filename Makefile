@@ -1,5 +1,6 @@
 # make train: set up .venv, fetch MNIST, train the lesson's model (TensorBoard logs in outputs/).
-# make test: set up .venv and run the test suite. Both are idempotent and quick once set up.
+# make test: set up .venv and run the test suite (both tiers). Both are idempotent.
+# make test-fast: the fast tier only (tests/unit: config, model, layers, parity; under 2 minutes).
 # make bench: cnnlab vs. a plain PyTorch loop vs. the Keras seed on TensorFlow (docs/speed.md).
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ SWEEP ?= arch
 TF_VENV := .venv-tf
 TF_STAMP := $(TF_VENV)/.installed
 
-.PHONY: train test bench lint format tensorboard clean
+.PHONY: train test test-fast bench lint format tensorboard clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ sweep: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit $(ARGS)
 
 $(TF_STAMP): bench/requirements-tf.txt
 	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)

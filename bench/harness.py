@@ -14,6 +14,9 @@ parallel (joblib, one thread per trial) and compares their aggregate images/s.
 
 Prints a table (images/s, ratios, end-to-end wall time, test accuracy, peak memory) and writes
 it as ``bench.json`` and ``bench.md`` under ``outputs/bench/<time>/``.
+
+Over 250 lines on purpose: one file reads top to bottom as the bench runs (jobs, rounds,
+Keras, the sweep, the report); split, each part would be a few functions.
 """
 
 from __future__ import annotations
@@ -30,12 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.turns import pipes
+from cnnlab.errors import CnnlabError, fail
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import write_json
 
 TF_PYTHON = PROJECT_ROOT / ".venv-tf" / "bin" / "python"
 KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
 CNNLAB_TIMING, PLAIN_TIMING = "cnnlab_throughput.json", "plain_loop.json"  # each meter's output
+
+
+class BenchError(CnnlabError):
+    """The bench cannot measure (a side failed, a missing venv, a used --out)."""
+
+    exit_code = 1
 
 
 Job = tuple[list[str], Path, dict[str, str]]  # command, its log file, extra environment
@@ -63,8 +73,8 @@ def run_together(jobs: dict[str, Job]) -> dict[str, dict[str, Any]]:
                 other.kill()
             cmd, log, _ = jobs[name]
             tail = log.read_text().strip().splitlines()[-5:]
-            raise SystemExit(f"cnnlab: error: {' '.join(cmd[:3])} failed (exit {code}), "
-                             f"see {log}: {' | '.join(tail)}")  # fmt: skip
+            fail(BenchError(f"{' '.join(cmd[:3])} failed (exit {code}), "
+                            f"see {log}: {' | '.join(tail)}"))  # fmt: skip
         done[name] = {
             "wall_s": round(time.perf_counter() - started, 2),
             "peak_rss_mb": usage.ru_maxrss / 1024,
@@ -128,9 +138,9 @@ def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> l
     once but take turns window by window (``bench.turns``; odd rounds the plain loop goes
     first, even rounds cnnlab), so every window of one side has a partner window of the other
     on the same machine a moment apart; the round's cnnlab/plain is the median over its pairs.
-    Timed one after the other, 5-10 % drift within minutes went straight into the ratio; and
-    since a process can run 2-3 % faster or slower than its twin for its whole life, many
-    short rounds beat a few long ones."""
+    Timed one after the other, the machine's drift within minutes went straight into the
+    ratio; and since a process can run a few % faster or slower than its twin for its whole
+    life, many short rounds beat a few long ones (docs/speed.md)."""
     rounds = []
     for n in range(1, args.rounds + 1):
         train, here = [*overrides, *epochs_of(args.round_epochs, args)], out / f"round{n}"
@@ -165,8 +175,8 @@ def median_of(rounds: list[dict], side: str) -> dict[str, float | None]:
 def bench_keras(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The seed's Keras code, unchanged, on TensorFlow CPU in its own venv."""
     if not Path(args.tf_python).is_file():
-        raise SystemExit(f"cnnlab: error: --tf-python={args.tf_python}: no such interpreter "
-                         "(make bench creates .venv-tf; --no-keras skips this part)")  # fmt: skip
+        fail(BenchError(f"--tf-python={args.tf_python}: no such interpreter "
+                        "(make bench creates .venv-tf; --no-keras skips this part)"))  # fmt: skip
     measured = out / "keras_seed.json"
     cmd = [str(args.tf_python), str(KERAS_SEED), "--data-dir", str(data_dir()),
            "--json", str(measured), "--verbose", "2", "--epochs", str(args.epochs)]  # fmt: skip
@@ -290,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     output_dir = Path(os.environ.get("CNNLAB_OUTPUT_DIR", PROJECT_ROOT / "outputs"))
     out = args.out or output_dir / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     if out.is_dir() and any(out.iterdir()):  # an earlier bench's results, or one running now
-        raise SystemExit(f"cnnlab: error: --out={out}: not empty; a bench needs a new directory")
+        fail(BenchError(f"--out={out}: not empty; a bench needs a new directory"))
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     rounds = bench_rounds(out, args.overrides, args)

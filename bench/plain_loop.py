@@ -25,11 +25,10 @@ import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
 from bench.throughput import ThroughputMeter
 from bench.turns import ROLES, Turns
 from cnnlab.errors import CnnlabError
-from cnnlab.models.classifier import MNISTClassifier
-from cnnlab.perf.heap import keep_freed_memory
-from cnnlab.perf.threads import cap_threads
+from cnnlab.perf.speed import Speed
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import write_json
+from cnnlab.runs.training import build_model
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -67,8 +66,8 @@ def batches_per_epoch(cfg: DictConfig, batches: int) -> int:
 
 def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> None:
     """``steps`` optimizer steps (None: as the config's Trainer would), timed by ``meter``."""
-    cap_threads(cfg.get("threads"))
-    keep_freed_memory(cfg.get("keep_freed_memory"))
+    speed: Speed = instantiate(cfg.speed)
+    speed.tune_process()
     torch.manual_seed(cfg.seed)
     device = meter.device
     data = instantiate(cfg.data)
@@ -77,8 +76,8 @@ def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> N
     images, labels = data.splits["train"]
     if data.on_device:
         data.splits["train"] = (images.to(device), labels.to(device))
-    model: MNISTClassifier = instantiate(cfg.model)
-    net, speed = model.net.to(device), model.speed
+    model = build_model(cfg)
+    net = model.net.to(device)
     optimizer = model.configure_optimizers()
     precision = str(cfg.trainer.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")

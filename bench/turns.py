@@ -1,7 +1,7 @@
 """Two benchmark processes that take turns, one timed window each, so both see the same machine.
 
-A shared CPU drifts: the same loop ran at 5,800 and 4,650 images/s twenty minutes apart, and
-half-second windows of one run differ by up to 10 % within a minute. Timing the plain loop and
+A shared CPU drifts: the same loop runs tens of percent faster or slower minutes apart, and
+half-second windows of one run differ within a minute (docs/speed.md). Timing the plain loop and
 cnnlab one after the other puts that drift into their ratio. Taking turns removes it: only the
 process holding the turn runs, the other waits blocked in a read (no CPU), and the turn passes
 at every window edge, so window k of one side and window k of the other run about a second

@@ -1,8 +1,12 @@
-"""How cnnlab reports problems: one line naming the key, value or file, and an exit code."""
+"""How cnnlab reports problems: one ``cnnlab: error:`` line naming the key, value or file, and an
+exit code (2 for bad input, 1 for the rest). The ground floor: every layer uses it, it uses none.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
+from typing import NoReturn
 
 
 class CnnlabError(Exception):
@@ -11,11 +15,24 @@ class CnnlabError(Exception):
     exit_code = 2
 
 
+def say(message: str, label: str = "error") -> None:
+    """Print ``cnnlab: <label>: <message>`` on stderr: the one line a user reads."""
+    print(f"cnnlab: {label}: {message}", file=sys.stderr, flush=True)
+
+
+def fail(exc: BaseException) -> NoReturn:
+    """Say ``exc`` in one line and exit with its code."""
+    say(one_line(exc))
+    sys.exit(exit_code(exc))
+
+
 def one_line(exc: BaseException) -> str:
     """A user-facing line for any exception; unwraps Hydra's instantiate wrapper to the cause.
 
     ``instantiate`` wraps errors raised by constructors (ours, Lightning's) in an
-    InstantiationException whose text holds the config key; the cause holds the reason.
+    InstantiationException whose text holds the config key; the cause holds the reason. Hydra's
+    and OmegaConf's messages spread one sentence over lines (joined here); anyone else's run to
+    pages (torch's), so only their first line is kept.
     """
     cause = exc.__cause__
     if type(exc).__name__ == "InstantiationException" and cause is not None:
@@ -23,9 +40,11 @@ def one_line(exc: BaseException) -> str:
             return str(cause)
         key = re.search(r"full_key: (\S+)", str(exc))
         return f"{key.group(1) if key else 'config'}: {one_line(cause)}"
-    text = str(exc)
+    text = str(exc).strip()
+    if not type(exc).__module__.startswith(("hydra", "omegaconf")):
+        text = text.splitlines()[0] if text else ""
     if cause is not None and str(cause) not in text:
-        text += f" ({str(cause).splitlines()[0]})"
+        text += f" ({one_line(cause)})"
     lines = [line.strip() for line in text.split("Config search path")[0].splitlines()]
     skip = ("full_key", "object_type")
     return " ".join(line for line in lines if line and not line.startswith(skip)) or repr(exc)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cnnlab.errors import say
 from cnnlab.sweeps.leaderboard import summarize, trial_dirs
 
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (outputs/sweeps/...)")
     sweep_dir = parser.parse_args(argv).sweep_dir
     if not sweep_dir.is_dir() or not trial_dirs(sweep_dir):
-        print(f"cnnlab: error: {sweep_dir}: not a sweep directory (no trials)", file=sys.stderr)
+        say(f"{sweep_dir}: not a sweep directory (no trials)")
         return 2
     return summarize(sweep_dir)
 

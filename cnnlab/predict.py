@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from cnnlab.data.digits import ImageFileError, image_files, invert_mode, load_digit
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, say
 from cnnlab.models.classifier import MNISTClassifier
 from cnnlab.runs.checkpoints import load_model, resolve_checkpoint
 from cnnlab.runs.cli import compute_and_report, run_cli
@@ -63,7 +63,7 @@ def report(result: dict[str, Any]) -> None:
         classes = "  ".join(f"{t['class']} {t['prob']:.3f}" for t in item["top"])
         print(f"{item['image']}: {classes}")
     for item in result["errors"]:
-        print(f"cnnlab: error: {item['error']}", file=sys.stderr)
+        say(item["error"])
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

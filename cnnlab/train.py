@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
@@ -27,6 +28,7 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns val accuracy so Hydra sweepers can optimise it."""
     if not is_rank_zero():  # a DDP rank > 0: trains alongside rank 0, which writes everything
         drop_own_log_file()
+        instantiate(cfg.speed).tune_process()
         train(cfg)
         return None
     with sweep_trial_ddp(Path(cfg.paths.run_dir)):

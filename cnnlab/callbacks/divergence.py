@@ -51,10 +51,10 @@ class StopOnNonFiniteLoss(L.Callback):
 
     def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._finite is not None and not bool(self._finite):
-            lr = pl_module.hparams.get("lr")
+            lr = pl_module.hparams.get("optimizer", {}).get("lr")
             raise TrainingDiverged(
                 f"training diverged: the training loss became NaN or infinite between steps "
                 f"{self._since_step} and {trainer.global_step} (epoch {trainer.current_epoch}); "
-                f"model.lr={lr} is likely too high. Checkpoints saved before are kept."
+                f"optimizer.lr={lr} is likely too high. Checkpoints saved before are kept."
             )
         self._finite, self._since_step = None, trainer.global_step

@@ -87,7 +87,7 @@ class MNISTDataModule(L.LightningDataModule):
         self,
         data_dir: str,
         batch_size: int = 128,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int = 200,
         validation: str = "holdout",
         val_size: int = 5000,
         split_seed: int = 0,

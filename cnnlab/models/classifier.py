@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
+from typing import Any
 
 import lightning as L
 import torch
@@ -14,50 +17,48 @@ from torchmetrics.classification import MulticlassAccuracy
 from cnnlab import CLASS_NAMES
 from cnnlab.models.arch import Arch
 from cnnlab.models.keras_cnn import KerasCNN
-from cnnlab.perf.speed import LEAN_ACC, LEAN_MEAN, SpeedOptions
+from cnnlab.perf.speed import LEAN_ACC, LEAN_MEAN, Speed
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]  # called with the parameters
+# conf/optimizer/adam.yaml as Python (tested equal): Keras' optimizer="adam"
+KERAS_ADAM = partial(torch.optim.Adam, lr=0.001, eps=1e-07, weight_decay=0.0)
 
 
 class MNISTClassifier(L.LightningModule):
     """Trains ``KerasCNN`` as ``compile(loss="categorical_crossentropy", optimizer="adam")`` does.
 
     Cross-entropy on logits equals softmax + categorical cross-entropy on one-hot labels.
-    Adam uses Keras' defaults (lr 1e-3, epsilon 1e-7; PyTorch's default epsilon is 1e-8).
-    Any other keyword is an ``Arch`` field (filters, kernel_size, ...). ``channels_last``,
-    ``fused_adam``, ``compile`` and ``automatic_optimization`` change speed, not results (see
-    docs/speed.md).
+    ``arch`` is the network (``model.*``), ``optimizer`` a partial called with the parameters
+    (``optimizer.*``), ``speed`` how fast it runs, never what it computes (``speed.*``). The
+    checkpoint keeps ``arch`` and ``optimizer`` as plain values (``weights_only`` loading).
     """
 
     def __init__(
         self,
-        lr: float = 1e-3,
-        eps: float = 1e-7,
-        weight_decay: float = 0.0,
-        channels_last: bool = False,
-        fused_adam: bool = False,
-        compile: bool = False,
-        automatic_optimization: bool = True,
-        **arch: object,
+        arch: Arch = Arch(),  # noqa: B008  (frozen dataclasses: shared safely)
+        optimizer: OptimizerFactory = KERAS_ADAM,
+        speed: Speed = Speed(),  # noqa: B008
     ) -> None:
         super().__init__()
-        self.net = KerasCNN(Arch(**arch))
-        self.speed = SpeedOptions(channels_last, fused_adam, compile)
-        self.automatic_optimization = automatic_optimization  # Lightning's own switch
-        self.save_hyperparameters({"lr": lr, "eps": eps, "weight_decay": weight_decay,
-                                   **asdict(self.net.arch), **asdict(self.speed),
-                                   "automatic_optimization": automatic_optimization},
-                                  logger=False)  # fmt: skip
-        self.speed.apply_to(self.net)
+        self.net = KerasCNN(arch)
+        self.speed = speed
+        self.make_optimizer = optimizer
+        self.automatic_optimization = speed.automatic_optimization  # Lightning's own switch
+        self.save_hyperparameters(
+            {"arch": asdict(arch), "optimizer": optimizer_config(optimizer)}, logger=False
+        )
+        speed.apply_to(self.net)
         self.class_names = CLASS_NAMES
-        classes = self.net.arch.num_classes
+        classes = arch.num_classes
         self.metrics = torch.nn.ModuleDict()  # registered, so they follow the module's device
         for split in ("val", "test"):
             self.metrics[f"{split}_loss"] = MeanMetric(**LEAN_MEAN)
             self.metrics[f"{split}_acc"] = MulticlassAccuracy(classes, average="micro", **LEAN_ACC)
         self.per_class_acc = MulticlassAccuracy(classes, average=None)
-        # Training: loss and correct predictions summed on the device, a few tiny ops a step (two
-        # torchmetrics updates a step cost ~0.25 ms, 1 % of it; keeping each step's outputs
-        # instead fragmented the heap: 47 more page faults a step); the epoch's means go through
-        # these metrics (synced across DDP ranks) once an epoch.
+        # Training: loss and correct predictions summed on the device in a few tiny ops a step
+        # (a torchmetrics update a step costs far more; keeping each step's outputs instead
+        # fragments the heap); the epoch's means go through these metrics (synced across DDP
+        # ranks) once an epoch.
         self.metrics["train_loss"] = MeanMetric(**LEAN_MEAN)
         self.metrics["train_acc"] = MeanMetric(**LEAN_MEAN)
         self.train_sums: Tensor | None = None  # (loss x images, correct) since the epoch began
@@ -85,9 +86,7 @@ class MNISTClassifier(L.LightningModule):
 
     def _update_weights(self, loss: Tensor) -> None:
         """What Lightning's automatic optimization does with the loss, done as a PyTorch loop
-        does it: 0.1 ms a step less of Lightning's closures and hooks (0.5 % of the seed model's
-        step on 2 CPU cores). ``model.automatic_optimization=true`` for Trainer gradient clipping
-        or accumulation."""
+        does it, without its closure and hooks (``speed.automatic_optimization=false``)."""
         optimizer = self.optimizers()
         optimizer.zero_grad()
         self.manual_backward(loss)
@@ -132,28 +131,15 @@ class MNISTClassifier(L.LightningModule):
         images = batch[0] if isinstance(batch, tuple | list) else batch
         return self(images).softmax(dim=-1)
 
-    def __setattr__(self, name: str, value: object) -> None:
-        """Speed only. Lightning notes which hook is running (``_current_fx_name``) around each
-        of its ~45 hook calls a training step; torch's ``Module.__setattr__`` spends ~2 us on
-        each, checking whether the string is a parameter, module or buffer. Stored directly:
-        0.09 ms less a step (measured), 0.45 % of the seed model's step on 2 CPU cores."""
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
-    def configure_gradient_clipping(
-        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:  # fmt: skip
-        """Speed only. Lightning calls this before every automatic optimizer step; its default
-        checks its arguments each time (~15 us) even when nothing is to be clipped."""
-        if gradient_clip_val:
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        hp = self.hparams
-        return torch.optim.Adam(
-            self.parameters(), lr=hp.lr, eps=hp.eps, weight_decay=hp.weight_decay,
-            **self.speed.adam_kwargs(),
-        )  # fmt: skip
+        kwargs = self.speed.optimizer_kwargs(self.make_optimizer)
+        return self.make_optimizer(self.parameters(), **kwargs)
+
+
+def optimizer_config(optimizer: OptimizerFactory) -> dict[str, Any]:
+    """A partial optimizer as the config node that makes it (``_target_``, ``_partial_``, its
+    keywords), in plain values a ``weights_only`` checkpoint can hold."""
+    func = getattr(optimizer, "func", optimizer)
+    keywords = getattr(optimizer, "keywords", {})
+    plain = {k: list(v) if isinstance(v, tuple | list) else v for k, v in keywords.items()}
+    return {"_target_": f"{func.__module__}.{func.__qualname__}", "_partial_": True, **plain}

@@ -1,18 +1,17 @@
 """Layers as the lesson uses them, rewritten where PyTorch's own are slow on a CPU.
 
-Each computes what PyTorch's own computes; the profile behind them is in docs/speed.md. On the
-seed model (bf16, channels_last, batch 128, 2 cores of an Intel Xeon) Dropout and Flatten took
-a training step from 51 to 33 ms:
+Each computes what PyTorch's own computes; the profile behind them, with the time each saves,
+is in docs/speed.md:
 
 - ``nn.Dropout`` draws its mask with ``bernoulli_``, one call of the random generator per
-  element: 9 ms a step for the 128x64x12x12 activations, a quarter of the step. ``Dropout`` here
-  draws 64 random bits per call and uses 15 of them per element (4 elements a call).
+  element, a large share of a CPU step. ``Dropout`` here draws 64 random bits per call and uses
+  15 of them per element (4 elements a call).
 - ``nn.Flatten`` of a channels_last tensor hands its gradient back in the standard layout; max
-  pooling's backward then copies both of its inputs to match (6 ms a step). ``Flatten`` here
-  returns the gradient in the layout its input had.
+  pooling's backward then copies both of its inputs to match. ``Flatten`` here returns the
+  gradient in the layout its input had.
 
 And ``Features``, the conv blocks, runs each ReLU that feeds a max-pool after the pool instead:
-the same numbers and gradients, a quarter of the ReLU work (2-4 % of a step on an AMD EPYC).
+the same numbers and gradients, a quarter of the ReLU work.
 """
 
 from __future__ import annotations
@@ -73,8 +72,7 @@ class Features(nn.Sequential):
     Max-pooling and ReLU commute: max(relu(x)) = relu(max(x)), bit for bit, and so do their
     gradients. The pool hands its gradient to the first maximum of each window, the same
     element either way when the maximum is positive; when it is <= 0, ReLU's gradient is 0
-    either way. ReLU on the pooled tensor touches a quarter of the values: the seed model's CPU
-    step, forward and backward, is 2-4 % shorter (docs/speed.md).
+    either way. ReLU on the pooled tensor touches a quarter of the values (docs/speed.md).
     """
 
     def forward(self, x: Tensor) -> Tensor:

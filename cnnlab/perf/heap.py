@@ -2,11 +2,10 @@
 
 A training step allocates and frees tens of MB of activations. glibc's default ``malloc``
 serves such blocks with fresh ``mmap`` pages (or trims them off the heap when freed), so every
-step page-faults its activations in again: 2.2 million page faults in 300 steps here (0.25
-million with this), a third of the step time (docs/speed.md). Raising glibc's mmap and trim
-thresholds keeps those pages mapped and reused, which is what PyTorch's caching allocator does
-on a GPU. The cost: the process holds on to up to ``TRIM`` bytes of freed memory. Other C
-libraries are left alone.
+step page-faults its activations in again, a large share of the step time (docs/speed.md).
+Raising glibc's mmap and trim thresholds keeps those pages mapped and reused, which is what
+PyTorch's caching allocator does on a GPU. The cost: the process holds on to up to ``TRIM``
+bytes of freed memory. Other C libraries are left alone.
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ PAD = 64 << 20  # grow the heap 64 MiB at a time
 
 
 def keep_freed_memory(enabled: bool | None) -> bool:
-    """Tune glibc's malloc for training (``keep_freed_memory`` in the config); True if it was."""
+    """Tune glibc's malloc for training (``speed.keep_freed_memory``); True if it was."""
     if enabled is None or enabled is False:
         return False
     if enabled is not True:
-        raise CnnlabError(f"keep_freed_memory={enabled!r}: must be true, false or null")
+        raise CnnlabError(f"speed.keep_freed_memory={enabled!r}: must be true, false or null")
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))

@@ -12,11 +12,11 @@ _NOTHING = nullcontext()
 class NoProfiler(PassThroughProfiler):
     """Records nothing, like Lightning's default ``PassThroughProfiler``, but for less.
 
-    Lightning wraps every hook call in ``with trainer.profiler.profile(name):``, ~140 times a
-    training step with cnnlab's callbacks. The default builds a generator-based context manager
-    each time (0.75 us); this returns one shared ``nullcontext`` (0.13 us): ~0.05-0.09 ms a step,
-    0.3 % of the seed model's step on 2 CPU cores. ``trainer.profiler=simple`` (or ``advanced``,
-    ``pytorch``) still profiles for real.
+    Lightning wraps every hook call in ``with trainer.profiler.profile(name):``, over a hundred
+    times a training step with cnnlab's callbacks. The default builds a generator-based context
+    manager each time; this returns one shared ``nullcontext`` (docs/speed.md has the cost).
+    ``trainer.profiler=simple`` (or ``advanced``, ``pytorch``) still profiles for real;
+    ``speed.lean_profiler=false`` gives Lightning's default.
     """
 
     def profile(self, action_name: str) -> AbstractContextManager:

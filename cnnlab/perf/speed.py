@@ -1,15 +1,23 @@
-"""Speed settings that change how fast a run goes, never what it computes.
+"""Speed switches (``conf/speed/``): they change how fast a run goes, never what it computes.
 
-Measured by ``python -m bench`` (docs/speed.md); each is on by default only where it pays
-on the machines measured. Precision is the Trainer's own (``trainer.precision``).
+``speed=fast`` (the default) turns on what measurement showed pays on the machines measured
+(docs/speed.md); ``speed=plain`` turns everything off, so an A/B is one override. Precision is
+the Trainer's own (``trainer.precision``): it changes results, so it is not here.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from lightning.pytorch.profilers import Profiler
 from torch import Tensor, nn
+
+from cnnlab.perf.heap import keep_freed_memory
+from cnnlab.perf.profilers import NoProfiler
+from cnnlab.perf.threads import cap_threads
 
 # Epoch-level torchmetrics without per-step input checks: the checks cost a host sync (NaN test,
 # label range) every step. A NaN loss still shows, as a NaN mean.
@@ -18,12 +26,39 @@ LEAN_ACC = {"validate_args": False}
 
 
 @dataclass(frozen=True)
-class SpeedOptions:
-    """``model.channels_last``, ``model.fused_adam``, ``model.compile`` of the config."""
+class Speed:
+    """The ``speed`` node of the config; the defaults are ``conf/speed/fast.yaml``'s (tested).
 
-    channels_last: bool = False
-    fused_adam: bool = False
+    - ``channels_last``: convolutions in NHWC layout, oneDNN's fast path on CPUs.
+    - ``fused_optimizer``: the optimizer's single fused kernel per step (when it has one).
+    - ``compile``: ``torch.compile`` the network.
+    - ``automatic_optimization``: false lets the training step zero, backpropagate and step the
+      optimizer itself, as a PyTorch loop does (Lightning's manual optimization); Trainer
+      gradient clipping and accumulation need true.
+    - ``keep_freed_memory``: glibc's malloc keeps freed activations mapped (``perf/heap.py``).
+    - ``threads``: a cap on PyTorch's CPU threads (the parallel launchers set it); null: one per
+      core.
+    - ``lean_profiler``: without ``trainer.profiler``, a profiler that records nothing at no
+      cost instead of Lightning's default (``perf/profilers.py``).
+    """
+
+    channels_last: bool = True
+    fused_optimizer: bool = True
     compile: bool = False
+    automatic_optimization: bool = False
+    keep_freed_memory: bool = True
+    threads: int | None = None
+    lean_profiler: bool = True
+
+    def tune_process(self) -> None:
+        """The process-wide settings (threads, malloc). Called by the command-line entry point,
+        never by ``train()``: a notebook's kernel keeps its own."""
+        cap_threads(self.threads)
+        keep_freed_memory(self.keep_freed_memory)
+
+    def profiler(self) -> Profiler | None:
+        """The Trainer's profiler when the config names none."""
+        return NoProfiler() if self.lean_profiler else None
 
     def apply_to(self, net: nn.Module) -> None:
         """Convert and/or compile ``net`` in place; parameter names (checkpoints) stay the same."""
@@ -38,6 +73,9 @@ class SpeedOptions:
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
-    def adam_kwargs(self) -> dict[str, bool]:
-        """One fused kernel per step for Adam instead of a dozen per-tensor ops."""
-        return {"fused": True} if self.fused_adam else {}
+    def optimizer_kwargs(self, optimizer: Callable[..., torch.optim.Optimizer]) -> dict[str, bool]:
+        """``fused=True`` for an optimizer that has a fused kernel (Adam, AdamW, SGD)."""
+        if not self.fused_optimizer:
+            return {}
+        target = getattr(optimizer, "func", optimizer)  # a functools.partial from the config
+        return {"fused": True} if "fused" in inspect.signature(target).parameters else {}

@@ -1,7 +1,7 @@
 """Per-trial thread caps, so parallel trials share the cores instead of fighting over them.
 
 PyTorch starts one intra-op thread per core in every process; n parallel trials would run
-n x cores threads. ``threads`` (set from the launcher's job count by the parallel presets)
+n x cores threads. ``speed.threads`` (set from the launcher's job count by the parallel presets)
 caps each trial so that jobs x threads <= cores.
 """
 
@@ -30,5 +30,5 @@ def cap_threads(threads: int | None) -> None:
     if threads is None:
         return
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise CnnlabError(f"threads={threads!r}: must be an integer >= 1 or null")
+        raise CnnlabError(f"speed.threads={threads!r}: must be an integer >= 1 or null")
     torch.set_num_threads(threads)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from torch import Tensor
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, one_line
+from cnnlab.models.arch import Arch
 from cnnlab.models.classifier import MNISTClassifier
 from cnnlab.runs.results import read_result
 
@@ -49,16 +52,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch/zip/pickle raise many types for a bad file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from e
+        raise CheckpointError(f"{path}: not a readable checkpoint ({one_line(e)})") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (it holds no state_dict)")
     return ckpt
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's text (torch's messages run to pages)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def shape_mismatches(model: torch.nn.Module, state_dict: dict[str, Tensor]) -> list[str]:
@@ -98,10 +95,24 @@ def load_model(path: str | Path) -> MNISTClassifier:
     """Rebuild the model from a checkpoint's hyperparameters and weights, on the CPU."""
     ckpt_path = resolve_checkpoint(path)
     ckpt = read_checkpoint(ckpt_path)
+    hparams = current_layout(ckpt.get("hyper_parameters", {}))
     try:
-        model = MNISTClassifier(**ckpt.get("hyper_parameters", {}))
-    except (TypeError, CnnlabError) as e:
-        raise CheckpointError(f"{ckpt_path}: unusable hyperparameters ({first_line(e)})") from e
+        model = MNISTClassifier(Arch(**hparams["arch"]), instantiate(hparams["optimizer"]))
+    except Exception as e:  # TypeError, Hydra's InstantiationException, ArchError...
+        raise CheckpointError(f"{ckpt_path}: unusable hyperparameters ({one_line(e)})") from e
     check_fits(model, ckpt, ckpt_path)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
+
+
+def current_layout(hparams: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's hyperparameters as ``{"arch": ..., "optimizer": ...}``. cnnlab 0.1 saved
+    one flat dict: the Arch fields, Adam's lr/eps/weight_decay and the speed switches."""
+    if "arch" in hparams:
+        return hparams
+    names = {f.name for f in fields(Arch)}
+    adam = {k: hparams[k] for k in ("lr", "eps", "weight_decay") if k in hparams}
+    return {
+        "arch": {k: v for k, v in hparams.items() if k in names},
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, **adam},
+    }

@@ -1,21 +1,37 @@
 """Start-up checks of the composed config: wrong types and unknown keys fail before any work.
 
-Types come from the constructors the config instantiates (their type hints), so there is no
-second schema to keep in sync. Value ranges are checked by those constructors themselves.
+Types come from the class each config node instantiates (its ``_target_``: a dataclass's
+fields or the constructor's type hints), so there is no second schema to keep in sync and a
+swapped-in class is checked against its own parameters. Value ranges are checked by those
+classes themselves.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import types
 import typing
 from collections.abc import Mapping
 
-from omegaconf import DictConfig
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig
 
-from cnnlab.data.datamodule import MNISTDataModule
 from cnnlab.errors import CnnlabError
-from cnnlab.models.arch import Arch
-from cnnlab.models.classifier import MNISTClassifier
+
+CHECKED_GROUPS = ("model", "optimizer", "speed", "data")
+# Keys of cnnlab 0.1's config and where they live now (an old command or run says which).
+MOVED = {
+    "model.lr": "optimizer.lr",
+    "model.eps": "optimizer.eps",
+    "model.weight_decay": "optimizer.weight_decay",
+    "model.channels_last": "speed.channels_last",
+    "model.fused_adam": "speed.fused_optimizer",
+    "model.compile": "speed.compile",
+    "model.automatic_optimization": "speed.automatic_optimization",
+    "keep_freed_memory": "speed.keep_freed_memory",
+    "threads": "speed.threads",
+}
 
 
 class ConfigError(CnnlabError):
@@ -23,35 +39,53 @@ class ConfigError(CnnlabError):
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first bad ``key=value`` of the model, data and trainer."""
-    model_hints = {**typing.get_type_hints(MNISTClassifier.__init__), **typing.get_type_hints(Arch)}
-    del model_hints["arch"], model_hints["return"]
-    check_types(cfg.model, "model", model_hints)
-    check_types(cfg.data, "data", typing.get_type_hints(MNISTDataModule.__init__))
+    """Raise ConfigError naming the first bad ``key=value`` of the checked groups and trainer."""
+    for group in CHECKED_GROUPS:
+        node = cfg[group]
+        check_types(node, group, hints_of(get_object(node._target_)))
     check_optimization(cfg)
     epochs = cfg.trainer.get("max_epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ConfigError(f"trainer.max_epochs={epochs!r}: must be an integer >= 1")
 
 
+def hints_of(target: object) -> dict[str, object] | None:
+    """Parameter name -> type hint for a config node's target; None if it takes any keyword."""
+    if dataclasses.is_dataclass(target):
+        return typing.get_type_hints(target)
+    init = target.__init__ if isinstance(target, type) else target
+    params = inspect.signature(init).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    try:
+        hints = typing.get_type_hints(init)
+    except (NameError, TypeError):  # annotations that do not resolve: names still count
+        hints = {}
+    return {p.name: hints.get(p.name, object) for p in params if p.name != "self"}
+
+
 def check_optimization(cfg: DictConfig) -> None:
     """Gradient clipping and accumulation are Lightning's automatic optimization's features."""
-    if cfg.model.get("automatic_optimization", True):
+    if cfg.speed.get("automatic_optimization", True):
         return
     clip = cfg.trainer.get("gradient_clip_val")
     if clip not in (None, 0):  # Lightning refuses to clip for a fused optimizer in mixed precision
-        raise ConfigError(f"trainer.gradient_clip_val={clip!r}: needs "
-                          "model.automatic_optimization=true model.fused_adam=false")  # fmt: skip
+        raise ConfigError(
+            f"trainer.gradient_clip_val={clip!r}: needs "
+            "speed.automatic_optimization=true speed.fused_optimizer=false"
+        )
     accumulate = cfg.trainer.get("accumulate_grad_batches")
     if accumulate not in (None, 1):
-        raise ConfigError(f"trainer.accumulate_grad_batches={accumulate!r}: needs "
-                          "model.automatic_optimization=true")  # fmt: skip
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={accumulate!r}: "
+            "needs speed.automatic_optimization=true"
+        )
 
 
-def check_types(node: Mapping, prefix: str, hints: dict[str, object]) -> None:
+def check_types(node: Mapping, prefix: str, hints: dict[str, object] | None) -> None:
     """Every key of ``node`` must be a known parameter and its value of the annotated type."""
     for key, value in node.items():
-        if key.startswith("_"):
+        if key.startswith("_") or hints is None:
             continue
         if key not in hints:
             raise ConfigError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(hints))})")
@@ -68,12 +102,18 @@ def _matches(value: object, hint: object) -> bool:
     for option in _options(hint):
         if option is object or (option is type(None) and value is None):
             return True
+        if typing.get_origin(option) in (tuple, list):  # betas=[0.9,0.999]
+            if isinstance(value, ListConfig | list | tuple):
+                return True
+            continue
+        if not isinstance(option, type):  # a hint we cannot check (a TypeVar, a Tensor alias)
+            return True
         if isinstance(value, bool):  # bool is an int subclass; accept it only where asked
             if option is bool:
                 return True
             continue
         wanted = (int, float) if option is float else option
-        if isinstance(option, type) and isinstance(value, wanted):
+        if isinstance(value, wanted):
             return True
     return False
 

@@ -11,7 +11,8 @@ from typing import Any
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from cnnlab.errors import CnnlabError, one_line
+from cnnlab.errors import CnnlabError, fail, one_line, say
+from cnnlab.runs.checks import MOVED
 from cnnlab.runs.results import write_json
 
 
@@ -25,13 +26,21 @@ def run_cli(main: Callable[[], object]) -> None:
     except (HydraException, OmegaConfBaseException) as e:
         if wants_traceback:
             raise
-        print(f"cnnlab: error: {one_line(e)}", file=sys.stderr)
+        say(one_line(e) + moved_hint(one_line(e)))
         sys.exit(2)
     except OSError as e:  # Hydra creating the run directory: read-only or full disk
         if wants_traceback:
             raise
-        print(f"cnnlab: error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        say(f"cannot write {e.filename}: {e.strerror}")
         sys.exit(2)
+
+
+def moved_hint(message: str) -> str:
+    """Where a key of an older cnnlab config lives now, if the message is about one."""
+    for old, new in MOVED.items():
+        if f"'{old}'" in message:
+            return f"; {old} is now {new}"
+    return ""
 
 
 def compute_and_report(
@@ -43,8 +52,7 @@ def compute_and_report(
     try:
         result = compute()
     except CnnlabError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        fail(e)
     report(result)
     if json_path:
         write_json(Path(json_path), result)

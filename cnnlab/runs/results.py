@@ -30,10 +30,14 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
-    """The knobs worth comparing across runs, flat, as TensorBoard's HPARAMS tab shows them."""
-    model = {f"model/{k}": v for k, v in cfg.model.items() if not k.startswith("_")}
+    """The knobs that change results, flat, as TensorBoard's HPARAMS tab shows them; the speed
+    switches change none, so they are in config.yaml only."""
+    knobs = {f"{group}/{k}": v if isinstance(v, int | float | str | bool) else str(v)
+             for group in ("model", "optimizer")
+             for k, v in cfg[group].items() if not k.startswith("_")}  # fmt: skip
     return {
-        **model,
+        **knobs,
+        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1],
         "data/batch_size": cfg.data.batch_size,
         "data/validation": cfg.data.validation,
         "trainer/max_epochs": cfg.trainer.max_epochs,

@@ -20,7 +20,6 @@ nothing is lost or mixed.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, fail
 from cnnlab.runs.checkpoints import read_checkpoint
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.results import read_result
@@ -107,8 +106,7 @@ def apply_resume(argv: list[str]) -> None:
     try:
         argv[1:] = expand_resume(argv[1:])
     except CnnlabError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        fail(e)
 
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cnnlab.errors import say
 from cnnlab.runs.results import RESULT_FILE, read_result
 
 CSV_FILE = "leaderboard.csv"
@@ -99,6 +100,5 @@ def summarize(sweep_dir: Path) -> int:
     print(f"Written: {sweep_dir / MARKDOWN_FILE}, {sweep_dir / CSV_FILE}")
     print(f"TensorBoard: tensorboard --logdir {sweep_dir}")
     for row in failed:
-        print(f"cnnlab: error: trial {row['trial']} {row['status']}: {row['error'] or ''}",
-              file=sys.stderr)  # fmt: skip
+        say(f"trial {row['trial']} {row['status']}: {row['error'] or ''}")
     return 1 if failed else 0

@@ -15,6 +15,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from cnnlab.errors import fail
+from cnnlab.runs.checks import ConfigError
 from cnnlab.sweeps.leaderboard import summarize
 
 
@@ -22,8 +24,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         resume = config.get("resume")
         if resume and not Path(resume).is_dir():
-            print(f"cnnlab: error: resume={resume}: no such sweep directory", file=sys.stderr)
-            sys.exit(2)
+            fail(ConfigError(f"resume={resume}: no such sweep directory"))
         print(f"Sweep directory: {config.hydra.sweep.dir}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import ROOT, cli, cli_env, result_of, run_dirs, train_run
+from tests.helpers import ROOT, cli, cli_env, result_of, run_dirs, train_run
 
 # Two real epochs of 20 batches, deterministic: long enough to be interrupted in epoch 1.
 TWO_EPOCHS = [

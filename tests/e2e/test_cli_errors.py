@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import cli, result_of, run_dirs
+from tests.helpers import cli, result_of, run_dirs
 
 
 @pytest.mark.parametrize(
@@ -20,9 +20,15 @@ from tests.conftest import cli, result_of, run_dirs
         ("model.filterz=3", "model.filterz"),
         ("+model.filterz=3", "model.filterz: unknown key"),
         ("model=resnet", "model/resnet"),
-        ("keep_freed_memory=yes", "keep_freed_memory='yes': must be true, false or null"),
-        ("+trainer.gradient_clip_val=0.5", "gradient_clip_val=0.5: needs model.automatic_optim"),
-        ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches=2: needs model.automatic"),
+        ("speed.keep_freed_memory=yes", "speed.keep_freed_memory='yes': expected bool"),
+        ("speed.threads=two", "speed.threads='two': expected int or NoneType"),
+        ("optimizer.lr=abc", "optimizer.lr='abc': expected float or Tensor"),
+        ("+optimizer.momentum=0.9", "optimizer.momentum: unknown key"),
+        ("data.eval_batch_size=big", "data.eval_batch_size='big': expected int"),
+        ("model.lr=0.01", "model.lr is now optimizer.lr"),  # cnnlab 0.1's keys say where to
+        ("model.channels_last=false", "model.channels_last is now speed.channels_last"),
+        ("+trainer.gradient_clip_val=0.5", "gradient_clip_val=0.5: needs speed.automatic_optim"),
+        ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches=2: needs speed.automatic"),
     ],
 )
 def test_bad_override_is_one_clear_line(tmp_path, override, message):

@@ -1,7 +1,6 @@
 """Lightning DDP under Hydra on CPU (2 gloo processes): one run directory, written once."""
 
-from tests.conftest import cli, result_of, run_dirs
-from tests.test_sweeps import TINY, leaderboard, sweep_dir_of
+from tests.helpers import TINY, cli, leaderboard, result_of, run_dirs, sweep_dir_of
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 

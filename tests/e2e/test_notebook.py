@@ -6,7 +6,7 @@ import sys
 import nbformat
 from nbclient import NotebookClient
 
-from tests.conftest import DATA_DIR, ROOT
+from tests.helpers import DATA_DIR, ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "lesson.ipynb"
 

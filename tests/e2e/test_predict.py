@@ -11,7 +11,7 @@ from cnnlab import CLASS_NAMES
 from cnnlab.data.datamodule import load_split
 from cnnlab.data.digits import ImageFileError, load_digit, to_mnist
 from cnnlab.runs.checkpoints import load_model
-from tests.conftest import cli, train_run
+from tests.helpers import cli, train_run
 
 TRAIN = ["trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=2",
          "test=false", "callbacks.figures=null", "print_config=false"]  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import cli, result_of, run_dirs, train_run
+from tests.helpers import cli, result_of, run_dirs, train_run
 from tests.hostile import Exploit, one_error
 
 FAST = ["debug=fast", "print_config=false"]
@@ -30,11 +30,11 @@ def narrow_run(mnist_dir, tmp_path_factory) -> Path:
 
 
 def test_nan_loss_fails_the_run_with_the_reason(mnist_dir, tmp_path):
-    done = cli("cnnlab.train", *FAST, "model.lr=1e10", output_dir=tmp_path)
+    done = cli("cnnlab.train", *FAST, "optimizer.lr=1e10", output_dir=tmp_path)
     assert done.returncode == 1
     line = one_error(done.stderr)
     assert "training diverged: the training loss became NaN or infinite" in line
-    assert "model.lr=10000000000.0 is likely too high" in line
+    assert "optimizer.lr=10000000000.0 is likely too high" in line
     (run_dir,) = run_dirs(tmp_path)
     result = result_of(run_dir)
     assert result["status"] == "failed" and result["exit_code"] == 1
@@ -55,7 +55,7 @@ def test_resuming_another_architecture_names_the_file_and_the_layers(narrow_run,
 
 def test_evaluating_weights_that_contradict_their_hparams_names_the_layers(narrow_run, tmp_path):
     ckpt = torch.load(narrow_run / "checkpoints" / "last.ckpt", weights_only=True)
-    ckpt["hyper_parameters"]["dense_units"] = 64
+    ckpt["hyper_parameters"]["arch"]["dense_units"] = 64
     forged = tmp_path / "forged.ckpt"
     torch.save(ckpt, forged)
     done = cli("cnnlab.evaluate", f"ckpt_path={forged}", output_dir=tmp_path)

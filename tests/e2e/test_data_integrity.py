@@ -27,7 +27,7 @@ from cnnlab.data.mnist_files import (
     invalid_files,
     raw_dir,
 )
-from tests.conftest import ROOT, cli, result_of, run_dirs
+from tests.helpers import ROOT, cli, result_of, run_dirs
 from tests.hostile import Exploit, one_error
 
 FAST = ["debug=fast", "print_config=false"]

@@ -6,7 +6,7 @@ import sys
 import torch
 
 from cnnlab.insight.worked_examples import FILTER, IMAGE, convolve, max_pool
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_convolution_gives_the_lessons_feature_map():

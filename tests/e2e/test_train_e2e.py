@@ -3,10 +3,14 @@
 import json
 
 import pytest
+import torch
+from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from tests.conftest import QUICK, cli, result_of, train_run
+import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.runs.training import train
+from tests.helpers import QUICK, ROOT, cli, result_of, train_run
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,9 @@ def test_tensorboard_events_hold_scalars_and_real_hparams(trained_run):
     session = HParamsPluginData.FromString(hparams).session_start_info
     assert session.hparams["model/filters"].number_value == 32
     assert session.hparams["trainer/max_epochs"].number_value == 1
+    assert session.hparams["optimizer/lr"].number_value == 0.001
+    assert not [key for key in session.hparams if "speed" in key]  # config.yaml only
+    assert "lean_profiler: true" in (run_dir / "config.yaml").read_text()
     result = result_of(run_dir)
     (hp_acc,) = events.Scalars("hp/val_acc")
     assert hp_acc.value == pytest.approx(result["val/acc"])  # the real metric, not -1
@@ -57,3 +64,16 @@ def test_evaluate_reproduces_the_runs_test_accuracy(trained_run, tmp_path):
         "Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"
     }  # fmt: skip
     assert "Test loss:" in done.stdout and "Test accuracy:" in done.stdout
+
+
+def test_train_in_process_leaves_the_processes_threads_alone(mnist_dir, tmp_path):
+    """What the notebook does: ``train()`` inside a long-lived process (a Jupyter kernel) must
+    not cap its threads or retune its malloc; only the command-line entry point does that."""
+    overrides = [f"paths.run_dir={tmp_path}", "debug=fast", "speed.threads=1", "test=false",
+                 "callbacks.figures=null", "callbacks.progress_bar=null"]  # fmt: skip
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    threads = torch.get_num_threads()
+    record = train(cfg)
+    assert record["params"] == 1_199_882 and record["val/acc"] > 0
+    assert torch.get_num_threads() == threads

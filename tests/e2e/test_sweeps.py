@@ -1,7 +1,6 @@
 """Sweeps end to end through the real CLI on real MNIST: failure isolation, leaderboard, resume,
 parallel (joblib) and submitit launchers. Trials are tiny (5 train batches) to stay quick."""
 
-import csv
 import shutil
 from pathlib import Path
 
@@ -11,28 +10,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cnnlab.perf.threads import threads_per_job
 from cnnlab.runs.resolvers import MAX_DIRNAME, short_dirname
-from tests.conftest import cli, result_of
+from tests.helpers import TINY, cli, leaderboard, result_of, sweep_dir_of
 
-TINY = [
-    "model.filters=8",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=5",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.enable_model_summary=false",
-    "print_config=false",
-]
 GRID = "model.kernel_size=3,5,7,30"  # 30 shrinks the 28x28 input to nothing: fails at start-up
-
-
-def sweep_dir_of(output_dir: Path) -> Path:
-    (sweep_dir,) = (output_dir / "sweeps").iterdir()
-    return sweep_dir
-
-
-def leaderboard(sweep_dir: Path) -> list[dict]:
-    with open(sweep_dir / "leaderboard.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def trial_dir(sweep_dir: Path, num: int) -> Path:
@@ -142,7 +122,8 @@ def test_optuna_search_tells_the_study_and_resumes_it(mnist_dir, tmp_path):
     assert len(rows) == 3 and "Best trial #" in first.stderr + first.stdout
     for row in rows:  # the knob fixed on the command line is out of the space; others sampled
         assert (
-            row["overrides"].count("trainer.max_epochs=") == 1 and "model.lr=" in row["overrides"]
+            row["overrides"].count("trainer.max_epochs=") == 1
+            and "optimizer.lr=" in row["overrides"]
         )
         assert row["overrides"].count("model.filters=") == 1
         assert (row["status"] == "failed") == ("model.kernel_size=30" in row["overrides"])

@@ -1,0 +1,103 @@
+"""`make bench` measures for real, through the real CLI; the profiler and thread switches work
+there."""
+
+import json
+import statistics
+
+import pytest
+
+from bench.harness import TF_PYTHON
+from bench.plain_loop import compose_train_config
+from cnnlab.perf.profilers import NoProfiler
+from cnnlab.perf.speed import Speed
+from tests.helpers import cli, speed_preset, train_run
+
+PLAIN = speed_preset("plain")  # every switch off
+
+
+def test_the_default_profiler_is_free_and_a_real_one_is_an_override(mnist_dir, tmp_path):
+    cfg = compose_train_config([])
+    assert cfg.trainer.profiler is None and cfg.speed.lean_profiler
+    assert isinstance(Speed().profiler(), NoProfiler) and PLAIN.profiler() is None
+    off = NoProfiler()
+    assert off.profile("a") is off.profile("b")  # one shared null context, nothing built
+    fast = ["debug=fast", "print_config=false", "test=false", "callbacks.figures=null"]
+    _, profiled = train_run(tmp_path, *fast, "trainer.profiler=simple")
+    assert "FIT Profiler Report" in profiled.stdout + profiled.stderr
+    assert "run_training_batch" in profiled.stdout + profiled.stderr
+
+
+def test_train_cli_rejects_bad_threads_in_one_line(tmp_path):
+    done = cli("cnnlab.train", "speed.threads=0", output_dir=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "cnnlab: error: speed.threads=0: must be an integer >= 1 or null"
+    )
+
+
+def run_bench(tmp_path, *extra: str) -> dict:
+    out = tmp_path / "bench"
+    quick = [
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "callbacks.figures=null",
+    ]
+    done = cli("bench", "--epochs", "1", "--max-steps-per-epoch", "50",
+               "--out", str(out), *extra, *quick, output_dir=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "bench.json").read_text())
+    assert "| cnnlab Trainer |" in (out / "bench.md").read_text()
+    return report
+
+
+def test_bench_never_writes_over_an_earlier_bench(tmp_path):
+    earlier = tmp_path / "bench"
+    earlier.mkdir()
+    (earlier / "bench.json").write_text("{}")
+    done = cli("bench", "--no-keras", "--out", str(earlier), output_dir=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"cnnlab: error: --out={earlier}: not empty; a bench needs a new directory"
+    ]
+    assert (earlier / "bench.json").read_text() == "{}"
+
+
+def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
+    sweep = ["--sweep", "2", "--sweep-steps", "5"]
+    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep)
+    rounds = report["rounds"]
+    assert len(rounds) == 2
+    for n, r in enumerate(rounds, 1):  # both sides timed, taking turns, in every round
+        assert r["plain"] > 0 and r["cnnlab"] > 0
+        meters = [json.loads((tmp_path / "bench" / f"round{n}" / name).read_text())
+                  for name in ("plain_loop.json", "cnnlab_throughput.json")]  # fmt: skip
+        for meter in meters:
+            assert meter["images_trained"] == 50 * 128  # the same batches on both sides
+            assert len(meter["window_images_per_s"]) == 1  # 50 = 20 warm-up + 1 + 25 + 4
+        (plain_window,), (cnnlab_window,) = (m["window_images_per_s"] for m in meters)
+        assert r["window_pairs"] == 1
+        assert r["cnnlab/plain"] == pytest.approx(cnnlab_window / plain_window, abs=1e-3)
+        assert not (tmp_path / "bench" / f"round{n}" / "turns").exists()
+    cnnlab, plain = report["rows"]["cnnlab"], report["rows"]["plain"]
+    assert plain["images_per_s"] == pytest.approx(statistics.median(r["plain"] for r in rounds))
+    assert cnnlab["images_per_s"] == pytest.approx(statistics.median(r["cnnlab"] for r in rounds))
+    assert cnnlab["run_images_per_s"] > 0  # the tested run is timed too
+    assert cnnlab["test_acc"] > 0.7  # a real run, tested: 50 batches learn a lot
+    assert cnnlab["peak_rss_mb"] > 100 and cnnlab["wall_s"] > 0
+    ratio = statistics.median(r["cnnlab/plain"] for r in rounds)  # one pair a round here
+    assert report["ratios"]["cnnlab/plain images_per_s"] == pytest.approx(ratio, abs=1e-3)
+    assert report["ratios"]["cnnlab/keras images_per_s"] is None
+    sweep = report["sweep"]
+    for way in ("sequential", "parallel"):  # both sweeps really ran both trials
+        trials = sorted((tmp_path / "bench" / way / "sweeps").glob("*/*/result.json"))
+        assert [json.loads(t.read_text())["status"] for t in trials] == ["finished"] * 2
+        assert sweep[way]["images"] == 2 * 5 * 128  # counted by each trial's meter
+        assert sweep[way]["images_per_s"] == pytest.approx(2 * 5 * 128 / sweep[way]["wall_s"], 0.01)
+    parallel_trial = next((tmp_path / "bench" / "parallel" / "sweeps").glob("*/0_*/config.yaml"))
+    assert "threads: 1" in parallel_trial.read_text()
+
+
+@pytest.mark.skipif(not TF_PYTHON.is_file(), reason="no .venv-tf (make bench creates it)")
+def test_bench_runs_the_keras_seed_in_its_own_venv(mnist_dir, tmp_path):
+    keras = run_bench(tmp_path)["rows"]["keras"]
+    assert keras["images_per_s"] > 0 and 0.5 < keras["test_acc"] <= 1

@@ -1,0 +1,92 @@
+"""Helpers the tests share: the real CLI run as a user runs it, and what a run leaves behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from cnnlab.perf.speed import Speed
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("CNNLAB_DATA_DIR", ROOT / "data"))
+
+# A tiny sweep trial: a narrow model, a few batches of each split.
+TINY = [
+    "model.filters=8",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_model_summary=false",
+    "print_config=false",
+]
+
+# A quick but real run: 1 epoch of 20 batches, 5 val batches, the full test set.
+QUICK = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=5",
+    "print_config=false",
+]
+
+
+def cli_env(output_dir: Path, **env: str) -> dict[str, str]:
+    """The environment of a CLI run: the shared MNIST, outputs to ``output_dir``, 2 threads."""
+    return {
+        **os.environ,
+        "CNNLAB_DATA_DIR": str(DATA_DIR),
+        "CNNLAB_OUTPUT_DIR": str(output_dir),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        **env,
+    }
+
+
+def cli(module: str, *overrides: str, output_dir: Path, timeout: int = 600, **env: str):
+    """Run ``python -m <module> overrides...`` as a user would; outputs go to ``output_dir``."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=ROOT,
+        env=cli_env(output_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def train_run(output_dir: Path, *overrides: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """A successful ``cnnlab.train`` run through the real CLI: its run directory and process."""
+    done = cli("cnnlab.train", *overrides, output_dir=output_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = run_dirs(output_dir)
+    return run_dir, done
+
+
+def run_dirs(output_dir: Path) -> list[Path]:
+    """Single-run directories under ``output_dir/runs``, oldest first."""
+    return sorted((output_dir / "runs").glob("*"))
+
+
+def result_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def sweep_dir_of(output_dir: Path) -> Path:
+    (sweep_dir,) = (output_dir / "sweeps").iterdir()
+    return sweep_dir
+
+
+def leaderboard(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def speed_preset(name: str) -> Speed:
+    """The speed switches of ``conf/speed/<name>.yaml``."""
+    return instantiate(OmegaConf.load(ROOT / "conf" / "speed" / f"{name}.yaml"))

@@ -1,0 +1,84 @@
+"""The config tree: the YAML is the one source of defaults, checks follow each node's
+``_target_``, speed switches stay out of the results, and checkpoints of cnnlab 0.1 still load."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from bench.plain_loop import compose_train_config
+from cnnlab.data.datamodule import MNISTDataModule
+from cnnlab.models.arch import Arch
+from cnnlab.models.classifier import KERAS_ADAM, MNISTClassifier, optimizer_config
+from cnnlab.perf.speed import Speed
+from cnnlab.runs.checkpoints import load_model
+from cnnlab.runs.checks import ConfigError, check_config
+from cnnlab.runs.results import hparams_of
+from cnnlab.runs.training import build_model
+from tests.helpers import ROOT
+
+OLD_CHECKPOINT = ROOT / "tests" / "data" / "cnnlab-0.1-layout.ckpt"  # tiny model, debug=fast
+
+
+def yaml_of(group: str, name: str) -> dict:
+    node = OmegaConf.load(ROOT / "conf" / group / f"{name}.yaml")
+    return {k: v for k, v in OmegaConf.to_container(node).items() if not k.startswith("_")}
+
+
+def test_python_defaults_are_the_yaml_defaults():
+    assert dataclasses.asdict(Arch()) == yaml_of("model", "keras_cnn")
+    assert dataclasses.asdict(Speed()) == yaml_of("speed", "fast")
+    assert optimizer_config(KERAS_ADAM) == {
+        "_target_": "torch.optim.adam.Adam",
+        "_partial_": True,
+        **yaml_of("optimizer", "adam"),
+    }
+    data = inspect.signature(MNISTDataModule.__init__).parameters
+    for key, value in yaml_of("data", "mnist").items():
+        if data[key].default is not inspect.Parameter.empty and not str(value).startswith("${"):
+            assert data[key].default == value, key
+
+
+def test_the_default_config_builds_the_lessons_model_with_its_optimizer():
+    cfg = compose_train_config([])
+    check_config(cfg)
+    model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) == 1_199_882
+    optimizer = model.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["eps"], group["fused"]) == (0.001, 1e-07, True)
+
+
+def test_speed_plain_is_one_override_and_changes_no_model_or_optimizer_key():
+    fast, plain = compose_train_config([]), compose_train_config(["speed=plain"])
+    assert not plain.speed.channels_last and plain.speed.automatic_optimization
+    for group in ("model", "optimizer", "data", "trainer"):
+        assert fast[group] == plain[group], group
+    assert hparams_of(fast) == hparams_of(plain)
+    assert not any("speed" in key for key in hparams_of(fast))
+    assert hparams_of(fast)["optimizer/lr"] == 0.001 and hparams_of(fast)["model/filters"] == 32
+
+
+def test_checks_follow_the_target_a_swapped_in_class_is_checked_on_its_own_parameters():
+    adamw = compose_train_config(["optimizer._target_=torch.optim.AdamW"])
+    check_config(adamw)  # AdamW takes lr, eps and weight_decay too
+    assert isinstance(build_model(adamw).configure_optimizers(), torch.optim.AdamW)
+    sgd = compose_train_config(["optimizer._target_=torch.optim.SGD"])
+    with pytest.raises(ConfigError, match=r"optimizer\.eps: unknown key"):
+        check_config(sgd)  # SGD has no epsilon: named, not a TypeError at fit time
+    check_config(compose_train_config(["optimizer._target_=torch.optim.SGD", "~optimizer.eps"]))
+
+
+def test_a_checkpoint_of_cnnlab_0_1s_flat_layout_still_loads():
+    saved = torch.load(OLD_CHECKPOINT, weights_only=True)
+    assert "arch" not in saved["hyper_parameters"]  # the old flat layout: lr, filters, ...
+    model = load_model(OLD_CHECKPOINT)
+    assert isinstance(model, MNISTClassifier)
+    assert model.hparams["arch"]["filters"] == 2 and model.hparams["optimizer"]["lr"] == 0.001
+    for name, weight in saved["state_dict"].items():
+        assert torch.equal(model.state_dict()[name], weight), name
