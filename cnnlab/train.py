@@ -7,6 +7,7 @@ itself is ``cnnlab.runs.training``; this module is the command around it.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -18,9 +19,34 @@ from omegaconf import DictConfig
 
 import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
 from cnnlab.runs.cli import run_cli
-from cnnlab.runs.resume import apply_resume
-from cnnlab.runs.training import report, run, train
+from cnnlab.runs.resume import expand_resume, override_key
+from cnnlab.runs.run_dir import RunDirLock, claim_run_dir
+from cnnlab.runs.training import check_resumed_run, report, run, train
 from cnnlab.sweeps.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
+
+
+def prepare(argv: list[str]) -> RunDirLock | None:
+    """Before Hydra reads ``argv``: ``resume=<run dir>`` becomes the overrides that continue
+    that run, checked first (a refused resume leaves the run as it was); a run directory named
+    on the command line is claimed for this run alone (the lock is returned, to be held)."""
+    expanded = expand_resume(argv[1:])
+    resuming = expanded != argv[1:]
+    lock = None
+    # DDP ranks > 0 are re-runs of rank 0's command in rank 0's directory, which it holds
+    if is_rank_zero() and (run_dir := named_run_dir(expanded)):
+        lock = claim_run_dir(run_dir, resuming)
+    if resuming:
+        check_resumed_run(expanded)
+    argv[1:] = expanded
+    return lock
+
+
+def named_run_dir(overrides: list[str]) -> Path | None:
+    """The ``hydra.run.dir`` a single run's command line sets (default ones are unique)."""
+    if {"-m", "--multirun"} & set(overrides):
+        return None
+    named = [o.split("=", 1)[1] for o in overrides if override_key(o) == "hydra.run.dir"]
+    return Path(named[-1].strip("'\"")).expanduser().resolve() if named else None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -42,5 +68,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    apply_resume(sys.argv)
-    run_cli(main)
+    logging.raiseExceptions = False  # train.log on a full disk: no traceback, the run's own line
+    run_cli(main, prepare=prepare)

@@ -5,18 +5,24 @@ the middle of an optimizer step, and Lightning then exits with status 1 and no c
 ``StopOnSignal`` instead only notes the signal; the next finished batch saves
 ``checkpoints/interrupted.ckpt`` (consistent weights and optimizer state) and raises
 ``Interrupted``, which ``cnnlab.train`` records as status "interrupted" with exit 128 + signal.
-A second Ctrl-C while it is stopping interrupts at once.
+A second Ctrl-C while it is stopping interrupts at once. Outside training (the sanity check,
+testing, figures), ``signals_stop_the_run`` stops the run at once: nothing is half-trained
+there, and ``last.ckpt`` holds the last finished epoch.
 """
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cnnlab.errors import CnnlabError
 
@@ -25,16 +31,52 @@ INTERRUPTED_CKPT = "interrupted.ckpt"
 
 
 class Interrupted(CnnlabError):
-    """Training stopped by a signal after saving its state; the message says how to resume."""
+    """A run stopped by a signal; the message says what was saved and how to go on."""
 
     status = "interrupted"
 
-    def __init__(self, signum: int, checkpoint: Path, run_dir: Path) -> None:
+    def __init__(self, signum: int, run_dir: Path, checkpoint: Path | None = None) -> None:
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
-        super().__init__(
-            f"training stopped by {signal.Signals(signum).name}; weights at that moment saved to "
-            f"{checkpoint}. Resume with: python -m cnnlab.train resume={run_dir}"
-        )
+        resume = f"Resume with: python -m cnnlab.train {shlex.quote(f'resume={run_dir}')}"
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if checkpoint is not None:
+            saved = f"weights at that moment saved to {checkpoint}. {resume}"
+        elif last.is_file():
+            saved = f"{last} (the last finished epoch) is kept. {resume}"
+        else:
+            saved = "no epoch had finished, so nothing was saved; run the command again"
+        super().__init__(f"stopped by {signal.Signals(signum).name}; {saved}")
+
+
+@contextmanager
+def signals_stop_the_run(run_dir: Path) -> Iterator[None]:
+    """Outside training (start-up, the sanity check, testing, figures), SIGINT and SIGTERM stop
+    the run at once with ``Interrupted``; during training ``StopOnSignal`` takes them over and
+    stops at the next batch. Lightning calls this handler after its own SIGTERM bookkeeping."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python takes signal handlers in the main thread only (threaded sweeps)
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum, run_dir)
+
+    previous = {s: signal.signal(s, stop) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def as_interruption(exc: BaseException, run_dir: Path) -> BaseException:
+    """Lightning's own ways out after a signal, as ``Interrupted``: ``SIGTERMException`` (a
+    ``SystemExit``) for SIGTERM, and ``exit(1)`` after it caught a KeyboardInterrupt (Ctrl-C
+    twice). Anything else is returned as it is."""
+    if isinstance(exc, SIGTERMException):
+        return Interrupted(signal.SIGTERM, run_dir)
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return Interrupted(signal.SIGINT, run_dir)
+    return exc
 
 
 class StopOnSignal(L.Callback):
@@ -77,7 +119,7 @@ class StopOnSignal(L.Callback):
         run_dir = Path(trainer.default_root_dir)
         checkpoint = run_dir / "checkpoints" / INTERRUPTED_CKPT
         trainer.save_checkpoint(checkpoint, weights_only=False)  # full state, not just weights
-        raise Interrupted(self.signum, checkpoint, run_dir)
+        raise Interrupted(self.signum, run_dir, checkpoint)
 
     def _restore_handlers(self) -> None:
         # Before Lightning's own teardown restores what it replaced, so the order unwinds right.

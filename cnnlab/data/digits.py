@@ -23,6 +23,10 @@ NOISE = 0.1
 JPEG ripples), so it neither widens the bounding box nor pulls the centre of mass."""
 INVERT_MODES = ("auto", "true", "false")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 50_000_000
+"""Larger images are refused from their header, before decoding: a 20000x20000 PNG can be a
+few hundred KB on disk and 1.6 GB decoded (a decompression bomb). 50 megapixels is more than
+a phone camera takes."""
 
 
 class ImageFileError(CnnlabError):
@@ -30,22 +34,41 @@ class ImageFileError(CnnlabError):
 
 
 def read_gray(path: Path) -> np.ndarray:
-    """The file as grayscale float32 in [0, 255]; transparency is laid on white paper."""
+    """The file as grayscale float32 in [0, 255]; transparency is laid on paper that contrasts
+    with the drawing (white under dark ink, black under light ink)."""
     try:
         with Image.open(path) as image:
+            width, height = image.size  # from the header: nothing decoded yet
+            if width * height > MAX_PIXELS:
+                raise ImageFileError(
+                    f"{path}: {width}x{height} pixels is too large to read (at most "
+                    f"{MAX_PIXELS:,} pixels); scale it down first"
+                )
             image.load()
             if "A" in image.getbands() or "transparency" in image.info:
-                rgba = image.convert("RGBA")
-                image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+                image = on_contrasting_paper(image.convert("RGBA"))
             return np.asarray(image.convert("L"), dtype=np.float32)
+    except Image.DecompressionBombError as e:  # PIL's own limit, hit while reading the header
+        raise ImageFileError(f"{path}: too large to read ({e})") from None
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageFileError(f"{path}: is a directory, not an image") from None
+    except IsADirectoryError:  # image_files expands the folders that hold images
+        suffixes = "/".join(IMAGE_SUFFIXES)
+        raise ImageFileError(f"{path}: folder holds no {suffixes} files") from None
     except UnidentifiedImageError:
         raise ImageFileError(f"{path}: not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageFileError(f"{path}: unreadable image ({e})") from None
+
+
+def on_contrasting_paper(rgba: Image.Image) -> Image.Image:
+    """The image laid on white paper, or on black if what is drawn (the opaque part) is light:
+    a white digit on a transparent background would vanish on white."""
+    pixels = np.asarray(rgba, dtype=np.float32)
+    drawn = pixels[..., 3] > 127
+    light = drawn.any() and pixels[..., :3][drawn].mean() > 127
+    paper = Image.new("RGBA", rgba.size, "black" if light else "white")
+    return Image.alpha_composite(paper, rgba)
 
 
 def invert_mode(value: object) -> str:
@@ -114,15 +137,14 @@ def load_digit(path: Path, invert: object = "auto") -> Tensor:
 def image_files(paths: list[str]) -> list[Path]:
     """The files to predict: each path as given, or a folder's image files, sorted.
 
-    Named files are kept even if they don't exist or aren't images, so each gets its own error.
+    Named files, and folders that hold no image, are kept, so each gets its own error.
     """
+    if not paths:
+        raise CnnlabError("images=[]: no images given (images=<file, folder or [a.png,b.jpg]>)")
     files: list[Path] = []
     for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise ImageFileError(f"{path}: folder holds no {'/'.join(IMAGE_SUFFIXES)} files")
-            files += found
-        else:
-            files.append(path)
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if (
+            path.is_dir()
+        ) else []  # fmt: skip
+        files += found or [path]
     return list(dict.fromkeys(files))  # a file named twice is predicted once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from dataclasses import fields
 from pathlib import Path
@@ -9,16 +10,31 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
 from cnnlab.errors import CnnlabError, one_line
 from cnnlab.models.arch import Arch
 from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.runs.files import write_bytes_atomically
 from cnnlab.runs.results import read_result
 
 
 class CheckpointError(CnnlabError):
     """A checkpoint that is missing, unreadable or of the wrong kind (names the file)."""
+
+
+class SameDirCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each checkpoint beside its old version and renaming
+    it into place (``cnnlab.runs.files``): last.ckpt survives a full disk or a kill mid-write."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()  # serialised in memory: torch's own writer fails a full disk with
+        torch.save(checkpoint, buffer)  # an unreadable RuntimeError, a plain write with ENOSPC
+        write_bytes_atomically(Path(path), buffer.getbuffer())
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -49,6 +65,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip; the end of the file is its index
         raise CheckpointError(f"{path}: not a checkpoint (no zip index: truncated, or not torch's)")
+    check_crcs(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch/zip/pickle raise many types for a bad file
@@ -56,6 +73,18 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (it holds no state_dict)")
     return ckpt
+
+
+def check_crcs(path: Path) -> None:
+    """Every member's bytes against the CRC-32 its zip index recorded when it was written: a
+    flipped byte in the weights would otherwise load as weights (torch does not check)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"{path}: corrupted checkpoint ({one_line(e)})") from e
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupted checkpoint ({bad} fails its CRC check)")
 
 
 def shape_mismatches(model: torch.nn.Module, state_dict: dict[str, Tensor]) -> list[str]:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig
 from cnnlab.errors import CnnlabError
 
 CHECKED_GROUPS = ("model", "optimizer", "speed", "data")
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit (Lightning's seed_everything range)
 # Keys of cnnlab 0.1's config and where they live now (an old command or run says which).
 MOVED = {
     "model.lr": "optimizer.lr",
@@ -44,9 +45,28 @@ def check_config(cfg: DictConfig) -> None:
         node = cfg[group]
         check_types(node, group, hints_of(get_object(node._target_)))
     check_optimization(cfg)
+    check_optimizer_values(cfg.optimizer)
     epochs = cfg.trainer.get("max_epochs")
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+    if not _is_int(epochs) or epochs < 1:
         raise ConfigError(f"trainer.max_epochs={epochs!r}: must be an integer >= 1")
+    if not _is_int(cfg.seed) or not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed={cfg.seed!r}: must be an integer in [0, {MAX_SEED}]")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_optimizer_values(optimizer: DictConfig) -> None:
+    """A learning rate of 0 trains nothing and a negative one climbs the loss; torch only
+    refuses them once training has started, with a traceback."""
+    lr = optimizer.get("lr")
+    if isinstance(lr, int | float) and not lr > 0:
+        raise ConfigError(f"optimizer.lr={lr!r}: must be > 0")
+    for key in ("eps", "weight_decay"):
+        value = optimizer.get(key)
+        if isinstance(value, int | float) and not value >= 0:
+            raise ConfigError(f"optimizer.{key}={value!r}: must be >= 0")
 
 
 def hints_of(target: object) -> dict[str, object] | None:

@@ -16,13 +16,20 @@ from cnnlab.runs.checks import MOVED
 from cnnlab.runs.results import write_json
 
 
-def run_cli(main: Callable[[], object]) -> None:
-    """Call a ``@hydra.main`` function; composition errors (unknown key, bad override) and an
+def run_cli(
+    main: Callable[[], object], prepare: Callable[[list[str]], object] | None = None
+) -> None:
+    """Call a ``@hydra.main`` function, after ``prepare(sys.argv)`` (which may rewrite it, and
+    whose result, a lock say, is held until ``main`` returns);
+    composition errors (unknown key, bad override), a CnnlabError before Hydra starts and an
     unwritable output directory exit 2 with one line."""
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra raise to us instead of printing its own
     try:
+        _held = prepare(sys.argv) if prepare is not None else None
         main()
+    except CnnlabError as e:
+        fail(e)
     except (HydraException, OmegaConfBaseException) as e:
         if wants_traceback:
             raise

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
+
+from cnnlab.runs.files import write_text_atomically
 
 RESULT_FILE = "result.json"
 METRICS = ("val/acc", "val/loss", "test/acc", "test/loss")
@@ -16,9 +17,7 @@ METRICS = ("val/acc", "val/loss", "test/acc", "test/loss")
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
     """Write atomically: readers (a leaderboard, a resumed sweep) never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(record, indent=2) + "\n")
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:

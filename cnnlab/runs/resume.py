@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.errors import CnnlabError, fail
+from cnnlab.errors import CnnlabError
 from cnnlab.runs.checkpoints import read_checkpoint
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.results import read_result
@@ -99,14 +99,6 @@ def global_step(ckpt: Path) -> int:
 def quoted(path: Path) -> str:
     """A path as a Hydra override value, whatever characters it holds."""
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def apply_resume(argv: list[str]) -> None:
-    """Expand ``resume=`` in ``argv`` in place, before Hydra reads it; a bad one exits 2."""
-    try:
-        argv[1:] = expand_resume(argv[1:])
-    except CnnlabError as e:
-        fail(e)
 
 
 log = logging.getLogger(__name__)

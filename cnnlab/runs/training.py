@@ -7,21 +7,27 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.callbacks.best_metrics import BestMetrics
+from cnnlab.callbacks.signals import as_interruption, signals_stop_the_run
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
 from cnnlab.models.classifier import MNISTClassifier
 from cnnlab.runs.checkpoints import resume_point
 from cnnlab.runs.checks import check_config
+from cnnlab.runs.files import WriteError, write_text_atomically
 from cnnlab.runs.preflight import check_room
+from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
 from cnnlab.runs.resume import resume_trial
 
@@ -35,9 +41,20 @@ def build_model(cfg: DictConfig) -> MNISTClassifier:
     )
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Check the config, build everything from it, fit, test the best checkpoint; return the
-    metrics. Touches nothing process-wide (the notebook calls it inside its kernel)."""
+@dataclass
+class Parts:
+    """Everything a run is made of, built and checked before anything trains."""
+
+    datamodule: L.LightningDataModule
+    model: MNISTClassifier
+    callbacks: list[L.Callback]
+    trainer: L.Trainer
+    ckpt_path: str | None  # the checkpoint to continue from, checked to fit the model
+
+
+def build(cfg: DictConfig) -> Parts:
+    """Check the config and build the run from it: every constructor's own check has run, so a
+    bad value is refused here, before the run prints or writes anything."""
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # first: the initial weights too
     datamodule = instantiate(cfg.data)
@@ -49,20 +66,41 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler
     )
+    return Parts(datamodule, model, callbacks, trainer, resume_point(model, cfg.ckpt_path))
 
-    ckpt_path = resume_point(model, cfg.ckpt_path)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+def fit_and_test(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
+    """Fit, test the best checkpoint; the metrics of both (and the trainer, for HPARAMS)."""
+    model, trainer = parts.model, parts.trainer
+    trainer.fit(model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path, weights_only=True)
     record: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
-    best = next((c.best for c in callbacks if isinstance(c, BestMetrics)), {})
+    best = next((c.best for c in parts.callbacks if isinstance(c, BestMetrics)), {})
     record.update(
         {k: best.get(k) for k in METRICS if k.startswith("val/")}, best_epoch=best.get("epoch")
     )
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     record["checkpoint"] = ckpt or None
     if cfg.test:
-        (tested,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
+        (tested,) = trainer.test(model, datamodule=parts.datamodule, ckpt_path=ckpt or None)
         record.update({k: tested[k] for k in METRICS if k.startswith("test/")})
     return {"trainer": trainer, **record}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Build, fit, test the best checkpoint; return the metrics. Touches nothing process-wide
+    (the notebook calls it inside its kernel)."""
+    return fit_and_test(cfg, build(cfg))
+
+
+def check_resumed_run(overrides: list[str]) -> None:
+    """Compose the config a ``resume=`` command line makes and check it, and that the run's
+    checkpoint fits its model, before Hydra starts: Hydra rewrites the run's ``.hydra/`` files
+    when it starts, so a resume that is refused must be refused while the run is as it was."""
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    check_config(cfg)
+    instantiate(cfg.data)  # its own range checks
+    resume_point(build_model(cfg), cfg.ckpt_path)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -76,23 +114,31 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     trainer = None
     try:
-        if (finished := resume_trial(cfg, run_dir)) is not None:
-            return {**finished, "skipped": True}
-        check_config(cfg)  # before anything is printed or written
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        if cfg.print_config:
-            log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-        instantiate(cfg.speed).tune_process()
-        outcome = train(cfg)
-        trainer = outcome.pop("trainer")
-        record.update(outcome, status="finished")
-    except Exception as e:  # recorded, never lost: a line for the user, the traceback in the log
+        with signals_stop_the_run(run_dir):
+            if (finished := resume_trial(cfg, run_dir)) is not None:
+                return {**finished, "skipped": True}
+            parts = build(cfg)  # checked before anything is printed or written
+            write_text_atomically(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+            if cfg.print_config:
+                log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+            parts.model.speed.tune_process()
+            outcome = fit_and_test(cfg, parts)
+            trainer = outcome.pop("trainer")
+            record.update(outcome, status="finished")
+    except (Exception, KeyboardInterrupt, SystemExit) as caught:  # recorded, never lost
+        e = as_interruption(caught, run_dir)  # a line for the user, the traceback in the log
         if exit_code(e) == 1 and not isinstance(e, CnnlabError):
             log.exception("run failed")
         record.update(error=one_line(e), exit_code=exit_code(e))
         record["status"] = getattr(e, "status", "failed")  # or "interrupted": resumable
     record.update(wall_time_s=round(time.perf_counter() - started, 2), run_dir=str(run_dir))
-    write_json(run_dir / RESULT_FILE, record)
+    try:
+        write_json(run_dir / RESULT_FILE, record)
+    except WriteError as e:  # a full disk: the user still gets the run's own line, and this
+        error = f"{record['error']}; and {e}" if record.get("error") else str(e)
+        record.update(error=error, exit_code=record.get("exit_code") or e.exit_code)
+        if record["status"] == "finished":
+            record["status"] = "failed"
     if trainer is not None:
         log_hparams(trainer.loggers, hparams_of(cfg), record)
     return record
@@ -111,4 +157,4 @@ def report(record: dict[str, Any]) -> None:
     print(f"\nTest loss: {record.get('test/loss')}\nTest accuracy: {record.get('test/acc')}")
     print(f"Best val accuracy: {record['val/acc']} (epoch {record['best_epoch']})")
     print(f"Parameters: {record['params']:,}   wall time: {record['wall_time_s']} s")
-    print(f"Run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
+    print(f"Run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {shlex.quote(run_dir)}")

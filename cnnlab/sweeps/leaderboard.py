@@ -8,11 +8,14 @@ Optuna) gets the same table. A trial directory without a result is listed as ``u
 from __future__ import annotations
 
 import csv
+import io
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import say
+from cnnlab.runs.files import write_text_atomically
 from cnnlab.runs.results import RESULT_FILE, read_result
 
 CSV_FILE = "leaderboard.csv"
@@ -83,11 +86,12 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 def write_leaderboard(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write leaderboard.csv and leaderboard.md into the sweep directory; return the rows."""
     rows = rows_of(sweep_dir)
-    with open(sweep_dir / CSV_FILE, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (sweep_dir / MARKDOWN_FILE).write_text(to_markdown(rows))
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(sweep_dir / CSV_FILE, table.getvalue())
+    write_text_atomically(sweep_dir / MARKDOWN_FILE, to_markdown(rows))
     return rows
 
 
@@ -98,7 +102,7 @@ def summarize(sweep_dir: Path) -> int:
     print(f"\nLeaderboard of {sweep_dir} ({len(rows)} trials, {len(failed)} not finished):")
     print(to_markdown(rows))
     print(f"Written: {sweep_dir / MARKDOWN_FILE}, {sweep_dir / CSV_FILE}")
-    print(f"TensorBoard: tensorboard --logdir {sweep_dir}")
+    print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(sweep_dir))}")
     for row in failed:
         say(f"trial {row['trial']} {row['status']}: {row['error'] or ''}")
     return 1 if failed else 0

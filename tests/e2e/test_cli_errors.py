@@ -23,6 +23,11 @@ from tests.helpers import cli, result_of, run_dirs
         ("speed.keep_freed_memory=yes", "speed.keep_freed_memory='yes': expected bool"),
         ("speed.threads=two", "speed.threads='two': expected int or NoneType"),
         ("optimizer.lr=abc", "optimizer.lr='abc': expected float or Tensor"),
+        ("optimizer.lr=-1", "optimizer.lr=-1: must be > 0"),
+        ("optimizer.lr=0", "optimizer.lr=0: must be > 0"),
+        ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1: must be >= 0"),
+        ("seed=-1", "seed=-1: must be an integer in [0, 4294967295]"),
+        ("seed=99999999999", "seed=99999999999: must be an integer in [0, 4294967295]"),
         ("+optimizer.momentum=0.9", "optimizer.momentum: unknown key"),
         ("data.eval_batch_size=big", "data.eval_batch_size='big': expected int"),
         ("model.lr=0.01", "model.lr is now optimizer.lr"),  # cnnlab 0.1's keys say where to
@@ -36,6 +41,7 @@ def test_bad_override_is_one_clear_line(tmp_path, override, message):
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("cnnlab: error:")]
     assert len(errors) == 1 and message in errors[0], done.stderr
+    assert done.stdout == "" and done.stderr.splitlines()[0] == errors[0]  # nothing before it
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "d").exists()  # failed before any data was fetched
     for run_dir in run_dirs(tmp_path):  # a run that got started records why it failed

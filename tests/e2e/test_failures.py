@@ -82,6 +82,11 @@ def broken(kind: str, good: Path, dest: Path) -> tuple[Path, str]:
     if kind == "truncated":
         path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
         return path, "not a checkpoint (no zip index: truncated, or not torch's)"
+    if kind == "flipped":  # the zip index is intact; one byte of the weights is not
+        data = bytearray(good.read_bytes())
+        data[len(data) * 6 // 10] ^= 0xFF
+        path.write_bytes(bytes(data))
+        return path, "corrupted checkpoint ("
     if kind == "text":
         path.write_text("val/acc: 0.99\n")
         return path, "not a checkpoint (no zip index: truncated, or not torch's)"
@@ -89,7 +94,7 @@ def broken(kind: str, good: Path, dest: Path) -> tuple[Path, str]:
     return path, "not a Lightning checkpoint (it holds no state_dict)"
 
 
-@pytest.mark.parametrize("kind", ["truncated", "text", "no_state_dict"])
+@pytest.mark.parametrize("kind", ["truncated", "flipped", "text", "no_state_dict"])
 def test_broken_checkpoints_are_one_line_naming_the_file(narrow_run, tmp_path, kind):
     path, reason = broken(kind, narrow_run / "checkpoints" / "last.ckpt", tmp_path)
     done = cli("cnnlab.evaluate", f"ckpt_path={path}", output_dir=tmp_path)

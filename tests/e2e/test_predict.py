@@ -1,6 +1,8 @@
 """``cnnlab.predict`` on real MNIST test digits saved as image files, and on files it can't use."""
 
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -93,8 +95,12 @@ def test_bad_files_get_one_line_each_and_the_rest_are_predicted(trained_run, tes
     missing, text, truncated = tmp_path / "missing.png", tmp_path / "text.png", tmp_path / "cut.png"
     text.write_text("hello, not a PNG")
     truncated.write_bytes(good.read_bytes()[:80])
+    empty, huge, bomb = tmp_path / "empty", tmp_path / "huge.png", tmp_path / "bomb.png"
+    empty.mkdir()
+    zero_png(huge, 12_000)  # 144 megapixels: a few hundred KB on disk, 576 MB as float32 gray
+    zero_png(bomb, 20_000)  # over PIL's own decompression-bomb limit
     out = tmp_path / "out.json"
-    listed = ",".join(str(p) for p in (missing, good, text, truncated))
+    listed = ",".join(str(p) for p in (missing, good, text, truncated, empty, huge, bomb))
     done = cli("cnnlab.predict", f"ckpt_path={trained_run}", f"images=[{listed}]", f"json={out}",
                output_dir=tmp_path)  # fmt: skip
     assert done.returncode == 2
@@ -103,11 +109,31 @@ def test_bad_files_get_one_line_each_and_the_rest_are_predicted(trained_run, tes
         f"cnnlab: error: {missing}: no such file",
         f"cnnlab: error: {text}: not an image (unrecognised format)",
         f"cnnlab: error: {truncated}: unreadable image (image file is truncated)",
+        f"cnnlab: error: {empty}: folder holds no .png/.jpg/.jpeg/.bmp/.gif/.tif/.tiff/.webp files",
+        f"cnnlab: error: {huge}: 12000x12000 pixels is too large to read (at most 50,000,000 "
+        "pixels); scale it down first",
+        errors[-1],
     ]
+    assert errors[-1].startswith(f"cnnlab: error: {bomb}: too large to read (Image size")
     result = json.loads(out.read_text())
     assert [p["image"] for p in result["predictions"]] == [str(good)]
     assert result["predictions"][0]["top"][0]["class"] == CLASS_NAMES[int(labels[0])]
-    assert [e["image"] for e in result["errors"]] == [str(missing), str(text), str(truncated)]
+    named = (missing, text, truncated, empty, huge, bomb)
+    assert [e["image"] for e in result["errors"]] == [str(p) for p in named]
+
+
+def zero_png(path, side: int) -> None:
+    """A real side x side black grayscale PNG, compressed row by row (never held decoded)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    packer, row = zlib.compressobj(9), bytes(side + 1)  # filter byte 0, then the pixels
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))  # fmt: skip
 
 
 def test_bad_checkpoint_folder_or_setting_is_one_line(test_digits, tmp_path):
@@ -119,7 +145,7 @@ def test_bad_checkpoint_folder_or_setting_is_one_line(test_digits, tmp_path):
         ([f"ckpt_path={tmp_path}"], "run directory holds no checkpoints/*.ckpt"),
         ([f"ckpt_path={digit}", "invert=maybe"], "invert='maybe': must be one of auto, true"),
         ([f"ckpt_path={digit}", "top_k=0"], "top_k=0: must be >= 1"),
-        ([f"ckpt_path={digit}", f"images={tmp_path / 'empty'}"], "empty: folder holds no .png"),
+        ([f"ckpt_path={digit}", "images=[]"], "images=[]: no images given"),
     ):
         done = cli("cnnlab.predict", f"images={digit}", *overrides, output_dir=tmp_path)
         assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -142,8 +168,10 @@ def test_dark_ink_on_white_or_transparent_paper_is_inverted(test_digits, tmp_pat
     rgba = np.zeros((28, 28, 4), dtype=np.uint8)
     rgba[..., 3] = ink  # black ink whose opacity is the MNIST stroke, on a transparent sheet
     Image.fromarray(rgba).save(tmp_path / "transparent.png")
+    rgba[..., :3] = 255  # the same stroke in white ink, on the same transparent sheet
+    Image.fromarray(rgba).save(tmp_path / "white_on_transparent.png")
     Image.fromarray(255 - ink).save(tmp_path / "paper.png")
-    for name in ("transparent.png", "paper.png"):
+    for name in ("transparent.png", "white_on_transparent.png", "paper.png"):
         assert (load_digit(tmp_path / name) - plain).abs().max() < 0.02, name
     with pytest.raises(ImageFileError, match="no digit found"):  # not inverted: no light ink
         load_digit(tmp_path / "paper.png", invert="false")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,7 +70,8 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterru
     code, stderr, run_dir = signal_after_first_epoch(tmp_path, signal.SIGINT)
     assert code == 130
     message = f"Resume with: python -m cnnlab.train resume={run_dir}"
-    assert "cnnlab: interrupted: training stopped by SIGINT" in stderr and message in stderr
+    assert "cnnlab: interrupted: stopped by SIGINT; weights at that moment saved" in stderr
+    assert message in stderr
     assert "Traceback" not in stderr
     result = result_of(run_dir)
     assert result["status"] == "interrupted" and result["exit_code"] == 130
@@ -96,7 +100,7 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterru
 def test_sigterm_stops_cleanly_with_exit_143(mnist_dir, tmp_path):
     code, stderr, run_dir = signal_after_first_epoch(tmp_path, signal.SIGTERM)
     assert code == 143, stderr[-2000:]
-    assert "training stopped by SIGTERM" in stderr
+    assert "cnnlab: interrupted: stopped by SIGTERM; weights at that moment saved" in stderr
     assert result_of(run_dir)["status"] == "interrupted"
     assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
 
@@ -122,3 +126,139 @@ def test_resume_of_something_that_is_not_a_run_is_one_line(tmp_path):
     assert done.stderr.strip() == (
         f"cnnlab: error: resume={tmp_path / 'nope'}: not a cnnlab run directory (no such directory)"
     )
+
+
+def signal_when_printed(output_dir: Path, marker: str, signals: list[int], *overrides: str):
+    """Run ``cnnlab.train`` and send ``signals`` (0.1 s apart) once ``marker`` is printed: its
+    exit code, its whole output, its run directory."""
+    cmd = [sys.executable, "-m", "cnnlab.train", *overrides]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(output_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    seen = bytearray()
+
+    def read() -> None:
+        while chunk := proc.stdout.read1():
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while marker.encode() not in seen:
+        assert proc.poll() is None, seen.decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    for signum in signals:
+        proc.send_signal(signum)
+        time.sleep(0.1)
+    proc.wait(timeout=300)
+    reader.join()
+    (run_dir,) = run_dirs(output_dir)
+    return proc.returncode, seen.decode(), run_dir
+
+
+SLOW_EVAL = [*TWO_EPOCHS[:3], "data.eval_batch_size=1", "callbacks.figures=null"]
+
+
+@pytest.mark.parametrize(("phase", "marker", "extra"), [
+    ("sanity check", "Sanity Checking", ["trainer.num_sanity_val_steps=-1"]),
+    ("testing", "Testing DataLoader", ["trainer.limit_val_batches=2"]),
+])  # fmt: skip
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_outside_training_is_recorded_with_a_non_zero_exit(
+    mnist_dir, tmp_path, phase, marker, extra, signum
+):
+    code, output, run_dir = signal_when_printed(tmp_path, marker, [signum], *SLOW_EVAL, *extra)
+    assert code == 128 + signum, output[-2000:]
+    (line,) = re.findall(r"cnnlab: [^\r\n]*", output)  # a progress bar may precede it
+    name = signal.Signals(signum).name
+    result = result_of(run_dir)
+    assert result["status"] == "interrupted" and result["exit_code"] == 128 + signum
+    if phase == "sanity check":  # nothing trained yet: nothing to resume
+        assert line == f"cnnlab: interrupted: stopped by {name}; no epoch had finished, so " \
+            "nothing was saved; run the command again"  # fmt: skip
+    else:  # training finished: its last epoch is kept, and resuming goes on to the test
+        last = run_dir / "checkpoints" / "last.ckpt"
+        assert line == f"cnnlab: interrupted: stopped by {name}; {last} (the last finished " \
+            f"epoch) is kept. Resume with: python -m cnnlab.train resume={run_dir}"  # fmt: skip
+    assert "Traceback" not in output
+
+
+def test_ctrl_c_twice_during_training_still_records_the_run(mnist_dir, tmp_path):
+    """The second Ctrl-C lands inside a step (4096 images: most of a second) almost always;
+    Lightning then exits(1) after a KeyboardInterrupt. Either way the run is recorded."""
+    slow_steps = ["trainer.max_epochs=2", "trainer.limit_train_batches=6", "data.batch_size=4096",
+                  "trainer.limit_val_batches=1", "print_config=false"]  # fmt: skip
+    code, output, run_dir = signal_when_printed(
+        tmp_path, "Epoch 1", [signal.SIGINT, signal.SIGINT], *slow_steps
+    )
+    assert code == 130, output[-2000:]
+    result = result_of(run_dir)
+    assert result["status"] == "interrupted" and result["exit_code"] == 130
+    (line,) = re.findall(r"cnnlab: [^\r\n]*", output)  # a progress bar may precede it
+    assert line.startswith("cnnlab: interrupted: stopped by SIGINT; ")
+    assert f"Resume with: python -m cnnlab.train resume={run_dir}" in line
+
+
+def test_last_ckpt_holds_the_last_epoch_even_when_it_was_not_the_best(mnist_dir, tmp_path):
+    # mode=min makes the best epoch the worst one: epoch 0, never improved on afterwards
+    run_dir, _ = train_run(tmp_path, *TWO_EPOCHS[1:], "trainer.max_epochs=3", "test=false",
+                           "callbacks.model_checkpoint.mode=min")  # fmt: skip
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2 and last["global_step"] == 60
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "best-epoch00.ckpt",
+        "last.ckpt",
+    ]
+
+
+def digests(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.dropout=1.5", "model.dropout=1.5: must be in [0, 1)"),
+    ("optimizer.lr=-1", "optimizer.lr=-1: must be > 0"),
+    ("model.filters=16", "checkpoint of another architecture"),
+    ("model.filterz=3", "Could not override 'model.filterz'"),
+])  # fmt: skip
+def test_a_refused_resume_changes_nothing_in_the_run(uninterrupted, tmp_path, override, message):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    before = digests(run_dir)
+    done = cli("cnnlab.train", f"resume={run_dir}", override, output_dir=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("cnnlab: error: ") and message in line, line
+    assert digests(run_dir) == before  # not one byte of the run changed
+    assert not (tmp_path / "runs").exists()  # and no other run directory was made
+
+
+def test_a_run_directory_in_use_or_holding_a_run_is_refused(uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    before = digests(run_dir)
+    done = cli("cnnlab.train", *TWO_EPOCHS, f"hydra.run.dir={run_dir}", output_dir=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"cnnlab: error: hydra.run.dir={run_dir}: already holds a run; resume=<that dir> "
+        "continues it, or choose another directory"
+    )
+    assert digests(run_dir) == before
+
+    busy = tmp_path / "busy"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab.train", *TWO_EPOCHS, f"hydra.run.dir={busy}"],
+        cwd=ROOT, env=cli_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while not (busy / "config.yaml").exists():  # the first run has started
+        assert first.poll() is None
+        time.sleep(0.05)
+    second = cli(
+        "cnnlab.train", *TWO_EPOCHS, "seed=7", f"hydra.run.dir={busy}", output_dir=tmp_path
+    )
+    assert second.returncode == 2
+    assert second.stderr.strip() == (
+        f"cnnlab: error: hydra.run.dir={busy}: another cnnlab run is using this directory"
+    )
+    assert first.wait(timeout=300) == 0  # the first run is untouched by the second
+    assert result_of(busy)["status"] == "finished" and "seed=7" not in result_of(busy)["overrides"]

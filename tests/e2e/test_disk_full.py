@@ -1,0 +1,63 @@
+"""A disk that fills up during training: the checkpoint being written fails with one line naming
+it, exit 1, recorded in result.json, and the checkpoints already there stay whole. On a real,
+small tmpfs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+import torch
+
+from tests.helpers import ROOT, cli_env, result_of, run_dirs
+
+EPOCHS = ["trainer.max_epochs=3", "trainer.limit_train_batches=60", "trainer.limit_val_batches=2",
+          "test=false", "callbacks.figures=null", "print_config=false"]  # fmt: skip
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 80 MB tmpfs: room for the run's preflight (3 checkpoints of 14.4 MB and logs)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_filling_up_mid_run_keeps_last_ckpt_whole(mnist_dir, small_disk):
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.train", *EPOCHS], cwd=ROOT,
+                            env=cli_env(small_disk), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(small_disk.glob("runs/*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # last.ckpt is renamed into place whole: epoch 1 (60 steps, a second or more) has begun
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:  # everything but 2 MB: no room for another checkpoint
+        os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(small_disk).free - 2 * 2**20)
+    _, stderr = proc.communicate(timeout=300)
+    (run_dir,) = run_dirs(small_disk)
+    assert proc.returncode == 1, stderr[-2000:]
+    (line,) = [line for line in stderr.splitlines() if line.startswith("cnnlab: ")]
+    assert line.startswith(f"cnnlab: error: {run_dir / 'checkpoints'}/")
+    assert ".ckpt: cannot write (No space left on device)" in line
+    assert "Traceback" not in stderr and "Logging error" not in stderr
+    result = result_of(run_dir)
+    assert result["status"] == "failed" and result["exit_code"] == 1 and result["error"] in line
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with zipfile.ZipFile(last) as archive:
+        assert archive.testzip() is None  # whole: every member's CRC holds
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert not list(run_dir.glob("checkpoints/.*.tmp"))  # the failed write left nothing behind
+    filler.unlink()
