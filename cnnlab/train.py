@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
 from cnnlab.runs.cli import run_cli
-from cnnlab.runs.resume import expand_resume, override_key
+from cnnlab.runs.resume import check_sweep_resume, expand_resume, override_key
 from cnnlab.runs.run_dir import RunDirLock, claim_run_dir
 from cnnlab.runs.training import check_resumed_run, report, run, train
 from cnnlab.sweeps.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
@@ -29,6 +29,7 @@ def prepare(argv: list[str]) -> RunDirLock | None:
     """Before Hydra reads ``argv``: ``resume=<run dir>`` becomes the overrides that continue
     that run, checked first (a refused resume leaves the run as it was); a run directory named
     on the command line is claimed for this run alone (the lock is returned, to be held)."""
+    check_sweep_resume(argv[1:])
     expanded = expand_resume(argv[1:])
     resuming = expanded != argv[1:]
     lock = None

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -90,3 +93,23 @@ def leaderboard(sweep_dir: Path) -> list[dict]:
 def speed_preset(name: str) -> Speed:
     """The speed switches of ``conf/speed/<name>.yaml``."""
     return instantiate(OmegaConf.load(ROOT / "conf" / "speed" / f"{name}.yaml"))
+
+
+@contextmanager
+def read_only_copy(source: Path, where: Path) -> Iterator[Path]:
+    """``source`` copied onto a real tmpfs under ``where``, then remounted read-only."""
+    import pytest  # a helper of the tests: it skips where mounting is not allowed
+
+    mount = where / "read-only"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        copy = mount / source.name
+        shutil.copytree(source, copy)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield copy
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

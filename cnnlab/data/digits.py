@@ -8,6 +8,7 @@ is inverted first; ``invert="auto"`` decides from the border, which is backgroun
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,10 @@ def read_gray(path: Path) -> np.ndarray:
     """The file as grayscale float32 in [0, 255]; transparency is laid on paper that contrasts
     with the drawing (white under dark ink, black under light ink)."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # PIL warns of sizes below its own limit; ours is lower
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size  # from the header: nothing decoded yet
             if width * height > MAX_PIXELS:
                 raise ImageFileError(

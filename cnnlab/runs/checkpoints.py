@@ -41,8 +41,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A ``.ckpt`` file as given; for a run directory, its best checkpoint (else last.ckpt)."""
     path = Path(path).expanduser()
     if path.is_dir():
-        recorded = (read_result(path) or {}).get("checkpoint")
-        candidates = [Path(recorded)] if recorded else []
+        recorded = (read_result(path) or {}).get("checkpoint")  # by name: the run may have moved
+        candidates = [path / "checkpoints" / Path(recorded).name] if recorded else []
         candidates += sorted((path / "checkpoints").glob("best-*.ckpt"))
         candidates.append(path / "checkpoints" / "last.ckpt")
         found = next((c for c in candidates if c.is_file()), None)

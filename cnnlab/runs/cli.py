@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ def run_cli(
     except (HydraException, OmegaConfBaseException) as e:
         if wants_traceback:
             raise
-        say(one_line(e) + moved_hint(one_line(e)))
+        say(one_line(e) + moved_hint(one_line(e)) + quoting_hint(one_line(e)))
         sys.exit(2)
     except OSError as e:  # Hydra creating the run directory: read-only or full disk
         if wants_traceback:
@@ -50,6 +51,18 @@ def moved_hint(message: str) -> str:
     return ""
 
 
+def quoting_hint(message: str) -> str:
+    """How to pass a value Hydra's override grammar cannot read unquoted (non-ASCII characters,
+    brackets or quotes in a file name)."""
+    found = re.search(r"LexerNoViableAltException: (\S+?)=(.*?) \^", message)
+    if not found:
+        return ""
+    key, value = found.groups()
+    items = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else None
+    quoted = f"[{','.join(repr(v) for v in items)}]" if items else repr(value)
+    return f'; quote the value for Hydra, and the whole override for the shell: "{key}={quoted}"'
+
+
 def compute_and_report(
     compute: Callable[[], dict[str, Any]],
     report: Callable[[dict[str, Any]], None],
@@ -58,9 +71,9 @@ def compute_and_report(
     """A command's body: compute, print, optionally save as JSON; a CnnlabError is one line."""
     try:
         result = compute()
+        report(result)
+        if json_path:
+            write_json(Path(json_path), result)
     except CnnlabError as e:
         fail(e)
-    report(result)
-    if json_path:
-        write_json(Path(json_path), result)
     return result

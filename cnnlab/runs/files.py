@@ -8,6 +8,7 @@ systems is a copy over the old file: a full disk then leaves it truncated.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -34,9 +35,10 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
         os.replace(tmp, path)
     except OSError as e:
         kept = f"; the previous {path.name} is kept" if path.exists() else ""
-        raise WriteError(f"{path}: cannot write ({e.strerror or e}){kept}") from e
+        raise WriteError(f"{path}: cannot write ({e.strerror or e}){kept}") from None
     finally:
-        tmp.unlink(missing_ok=True)  # only still there if the write failed
+        with contextlib.suppress(OSError):  # only still there if the write failed
+            tmp.unlink(missing_ok=True)
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.arch import Arch
 
 CHECKPOINTS_KEPT = 3  # best, last and, after a Ctrl-C, interrupted
 LOGS_BYTES = 16 * 2**20  # TensorBoard events, train.log, config and result files
@@ -26,3 +27,49 @@ def check_room(run_dir: Path, model: torch.nn.Module) -> None:
             f"{need / mb:.0f} MB ({CHECKPOINTS_KEPT} checkpoints of {checkpoint / mb:.1f} MB "
             "and logs); free some space or set CNNLAB_OUTPUT_DIR"
         )
+
+
+def check_memory(model: torch.nn.Module, arch: Arch, batch_size: int, on_gpu: bool) -> None:
+    """Raise CnnlabError if training on this CPU would need more memory than is available: a
+    model too large for the machine swaps, or is killed, after minutes in its first batch (and a
+    signal waits for the running convolution to end). An estimate, not a measurement; skipped
+    on a GPU, whose caching allocator reports its own out-of-memory at once."""
+    available = available_memory()
+    if on_gpu or available is None:
+        return
+    need = training_memory(model, arch, batch_size)
+    if need > available:
+        gb = 2**30
+        raise CnnlabError(
+            f"model: this run needs about {need / gb:.1f} GB of memory (weights, gradients, "
+            f"Adam's moments and a batch's activations), {available / gb:.1f} GB are available; "
+            "choose a smaller model or data.batch_size, or preflight_memory=false to try anyway"
+        )
+
+
+def training_memory(model: torch.nn.Module, arch: Arch, batch_size: int) -> int:
+    """Bytes a training step holds: 16 per parameter (fp32 weights, gradients, Adam's two
+    moments) and, per image, about 12 bytes per activation element (each conv, pool and dense
+    output, kept for the backward pass with its gradient and ReLU mask)."""
+    size, channels, elements = 28, 1, 0
+    for block in range(arch.conv_blocks):
+        for conv in range(arch.convs_per_block):
+            channels = arch.filters * 2 ** (block * arch.convs_per_block + conv)
+            size = arch.conv_out(size)
+            elements += channels * size * size
+        size //= arch.pool_size
+        elements += channels * size * size
+    elements += arch.dense_layers * arch.dense_units + arch.num_classes
+    params = sum(p.numel() for p in model.parameters())
+    return 16 * params + 12 * batch_size * elements
+
+
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

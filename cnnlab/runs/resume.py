@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from cnnlab.errors import CnnlabError
 from cnnlab.runs.checkpoints import read_checkpoint
 from cnnlab.runs.checks import ConfigError
+from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import read_result
 
 RESUME_FROM = Path("checkpoints") / "last.ckpt"
@@ -63,6 +65,21 @@ def expand_resume(args: list[str]) -> list[str]:
     if logs_to_tensorboard(run_dir):
         continued.append(f"++logger.tensorboard.purge_step={global_step(ckpt)}")
     return continued
+
+
+def check_sweep_resume(args: list[str]) -> None:
+    """``resume=<sweep dir>`` without ``-m`` (and without a preset that sets multirun) would
+    start a single run in a new directory before failing: refuse it first."""
+    given = [a for a in args if a.startswith("resume=")]
+    if not given or {"-m", "--multirun"} & set(args):
+        return
+    sweep_dir = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
+    if not (sweep_dir / "multirun.yaml").is_file():
+        return
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        mode = compose("train", overrides=args, return_hydra_config=True).hydra.mode
+    if mode != RunMode.MULTIRUN:
+        raise ResumeError(f"resume={sweep_dir}: a sweep; add -m (and the sweep's own overrides)")
 
 
 def logs_to_tensorboard(run_dir: Path) -> bool:

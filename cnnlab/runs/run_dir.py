@@ -36,6 +36,10 @@ def claim_run_dir(run_dir: Path, resuming: bool) -> RunDirLock | None:
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return None
+    if not os.access(run_dir, os.W_OK):
+        os.close(fd)
+        raise ConfigError(f"hydra.run.dir={run_dir}: read-only; a run (or a resume) writes "
+                          "there: copy the run somewhere writable first")  # fmt: skip
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

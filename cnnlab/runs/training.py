@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -26,7 +27,7 @@ from cnnlab.models.classifier import MNISTClassifier
 from cnnlab.runs.checkpoints import resume_point
 from cnnlab.runs.checks import check_config
 from cnnlab.runs.files import WriteError, write_text_atomically
-from cnnlab.runs.preflight import check_room
+from cnnlab.runs.preflight import check_memory, check_room
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
 from cnnlab.runs.resume import resume_trial
@@ -60,6 +61,11 @@ def build(cfg: DictConfig) -> Parts:
     datamodule = instantiate(cfg.data)
     model = build_model(cfg)
     check_room(Path(cfg.paths.run_dir), model)
+    if cfg.preflight_memory:
+        on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
+            cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
+        )
+        check_memory(model, model.net.arch, cfg.data.batch_size, on_gpu)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
     profiler = cfg.trainer.get("profiler") or model.speed.profiler()

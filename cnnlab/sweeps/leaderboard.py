@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import say
-from cnnlab.runs.files import write_text_atomically
+from cnnlab.runs.files import WriteError, write_text_atomically
 from cnnlab.runs.results import RESULT_FILE, read_result
 
 CSV_FILE = "leaderboard.csv"
@@ -83,26 +83,30 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_leaderboard(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Write leaderboard.csv and leaderboard.md into the sweep directory; return the rows."""
-    rows = rows_of(sweep_dir)
+def write_leaderboard(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Write leaderboard.csv and leaderboard.md into the sweep directory."""
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomically(sweep_dir / CSV_FILE, table.getvalue())
     write_text_atomically(sweep_dir / MARKDOWN_FILE, to_markdown(rows))
-    return rows
 
 
 def summarize(sweep_dir: Path) -> int:
     """Write and print the leaderboard; return the exit status a sweep should end with."""
-    rows = write_leaderboard(sweep_dir)
+    rows = rows_of(sweep_dir)
     failed = [row for row in rows if row["status"] != "finished"]
     print(f"\nLeaderboard of {sweep_dir} ({len(rows)} trials, {len(failed)} not finished):")
     print(to_markdown(rows))
-    print(f"Written: {sweep_dir / MARKDOWN_FILE}, {sweep_dir / CSV_FILE}")
+    saved = True
+    try:
+        write_leaderboard(sweep_dir, rows)
+        print(f"Written: {sweep_dir / MARKDOWN_FILE}, {sweep_dir / CSV_FILE}")
+    except WriteError as e:  # a read-only sweep (an archive, a colleague's): printed, not saved
+        say(f"{sweep_dir}: leaderboard printed but not saved: {e}")
+        saved = False
     print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(sweep_dir))}")
     for row in failed:
         say(f"trial {row['trial']} {row['status']}: {row['error'] or ''}")
-    return 1 if failed else 0
+    return 1 if failed or not saved else 0

@@ -26,6 +26,7 @@ from tests.helpers import cli, result_of, run_dirs
         ("optimizer.lr=-1", "optimizer.lr=-1: must be > 0"),
         ("optimizer.lr=0", "optimizer.lr=0: must be > 0"),
         ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1: must be >= 0"),
+        ("model.filters=5000", "model: this run needs about"),  # 10+ GB: refused, not swapped
         ("seed=-1", "seed=-1: must be an integer in [0, 4294967295]"),
         ("seed=99999999999", "seed=99999999999: must be an integer in [0, 4294967295]"),
         ("+optimizer.momentum=0.9", "optimizer.momentum: unknown key"),

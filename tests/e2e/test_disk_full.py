@@ -61,3 +61,17 @@ def test_a_disk_filling_up_mid_run_keeps_last_ckpt_whole(mnist_dir, small_disk):
     assert torch.load(last, weights_only=True)["epoch"] == 0
     assert not list(run_dir.glob("checkpoints/.*.tmp"))  # the failed write left nothing behind
     filler.unlink()
+
+
+def test_a_full_tmpdir_does_not_stop_a_run(mnist_dir, small_disk, tmp_path):
+    """Checkpoints are staged beside their final place, never in $TMPDIR."""
+    with open(small_disk / "filler", "wb") as f:  # the tmpfs as $TMPDIR, full to the last byte
+        os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(small_disk).free)
+    output_dir = tmp_path / "outputs"
+    done = subprocess.run([sys.executable, "-m", "cnnlab.train", *EPOCHS[2:], "debug=fast"],
+                          cwd=ROOT, env=cli_env(output_dir, TMPDIR=str(small_disk)),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir,) = run_dirs(output_dir)
+    assert result_of(run_dir)["status"] == "finished"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0

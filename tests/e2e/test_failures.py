@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import cli, result_of, run_dirs, train_run
+from tests.helpers import cli, read_only_copy, result_of, run_dirs, train_run
 from tests.hostile import Exploit, one_error
 
 FAST = ["debug=fast", "print_config=false"]
@@ -126,3 +126,25 @@ def test_resume_with_a_truncated_last_checkpoint_is_one_line(narrow_run, tmp_pat
     assert one_error(done.stderr).startswith(
         f"cnnlab: error: {run_dir / 'checkpoints' / 'last.ckpt'}: not a checkpoint (no zip index"
     )
+
+
+def test_read_only_places_are_one_line_naming_them(narrow_run, tmp_path):
+    with read_only_copy(narrow_run, tmp_path) as run_dir:
+        done = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"cnnlab: error: hydra.run.dir={run_dir}: read-only; a run (or a resume) writes "
+            "there: copy the run somewhere writable first"
+        )
+        out = run_dir / "eval.json"
+        done = cli("cnnlab.evaluate", f"ckpt_path={run_dir}", f"json={out}", output_dir=tmp_path)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"cnnlab: error: {out}: cannot write (Read-only file system)"
+        )
+        assert "Test accuracy:" in done.stdout  # computed and printed all the same
+
+
+def test_a_name_with_a_slash_makes_one_directory_level(mnist_dir, tmp_path):
+    run_dir, _ = train_run(tmp_path, *FAST, "name=a/b", "test=false", "callbacks.figures=null")
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("_a_b")

@@ -181,3 +181,13 @@ def test_blank_image_is_an_error_naming_the_file(tmp_path):
     Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
     with pytest.raises(ImageFileError, match=r"blank\.png: blank image: no digit found"):
         load_digit(tmp_path / "blank.png")
+
+
+def test_a_file_name_hydra_cannot_read_unquoted_gets_the_quoting(tmp_path):
+    done = cli("cnnlab.predict", "ckpt_path=x", "images=[ziffer ä.png,b.png]", output_dir=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("cnnlab: error: LexerNoViableAltException: images=[ziffer ä.png,b.png]")
+    assert line.endswith(
+        "and the whole override for the shell: \"images=['ziffer ä.png','b.png']\""
+    )

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cnnlab.perf.threads import threads_per_job
 from cnnlab.runs.resolvers import MAX_DIRNAME, short_dirname
-from tests.helpers import TINY, cli, leaderboard, result_of, sweep_dir_of
+from tests.helpers import TINY, cli, leaderboard, read_only_copy, result_of, sweep_dir_of
 
 GRID = "model.kernel_size=3,5,7,30"  # 30 shrinks the 28x28 input to nothing: fails at start-up
 
@@ -158,3 +158,25 @@ def test_trial_dirnames_are_one_level_and_short_enough():
     long_a, long_b = "model.filters=1," * 20 + "seed=1", "model.filters=1," * 20 + "seed=2"
     assert len(short_dirname(long_a).encode()) == MAX_DIRNAME
     assert short_dirname(long_a) != short_dirname(long_b)  # the hash keeps trials apart
+
+
+def test_a_read_only_sweep_still_prints_its_leaderboard(grid_sweep, tmp_path):
+    sweep_dir, _ = grid_sweep
+    with read_only_copy(sweep_dir, tmp_path) as copy:
+        done = cli("cnnlab.leaderboard", str(copy), output_dir=tmp_path)
+        assert done.returncode == 1 and "| rank |" in done.stdout
+        assert "Traceback" not in done.stderr
+        assert done.stderr.splitlines()[0].startswith(
+            f"cnnlab: error: {copy}: leaderboard printed but not saved: {copy / 'leaderboard.csv'}"
+            ": cannot write (Read-only file system)"
+        )
+
+
+def test_resuming_a_sweep_without_dash_m_is_refused_before_any_run(grid_sweep, tmp_path):
+    sweep_dir, _ = grid_sweep
+    done = cli("cnnlab.train", *TINY, f"resume={sweep_dir}", output_dir=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"cnnlab: error: resume={sweep_dir}: a sweep; add -m (and the sweep's own overrides)"
+    )
+    assert not (tmp_path / "runs").exists()  # no junk run directory

@@ -77,3 +77,9 @@ def test_train_in_process_leaves_the_processes_threads_alone(mnist_dir, tmp_path
     record = train(cfg)
     assert record["params"] == 1_199_882 and record["val/acc"] > 0
     assert torch.get_num_threads() == threads
+
+
+def test_printed_commands_are_shell_quoted(mnist_dir, tmp_path):
+    output_dir = tmp_path / "my outputs"
+    run_dir, done = train_run(output_dir, "debug=fast", "test=false", "callbacks.figures=null")
+    assert f"tensorboard --logdir '{run_dir}'" in done.stdout  # pastes into a shell as is
