@@ -96,20 +96,27 @@ def speed_preset(name: str) -> Speed:
 
 
 @contextmanager
-def read_only_copy(source: Path, where: Path) -> Iterator[Path]:
-    """``source`` copied onto a real tmpfs under ``where``, then remounted read-only."""
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` mounted at ``mount`` (made); skips the test where mounting is
+    not allowed (not root, a container without the capability)."""
     import pytest  # a helper of the tests: it skips where mounting is not allowed
 
-    mount = where / "read-only"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
                           capture_output=True, text=True)  # fmt: skip
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@contextmanager
+def read_only_copy(source: Path, where: Path) -> Iterator[Path]:
+    """``source`` copied onto a real tmpfs under ``where``, then remounted read-only."""
+    with tmpfs(where / "read-only", "200m") as mount:
         copy = mount / source.name
         shutil.copytree(source, copy)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         yield copy
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)

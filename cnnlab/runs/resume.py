@@ -25,6 +25,7 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -76,6 +77,8 @@ def check_sweep_resume(args: list[str]) -> None:
     sweep_dir = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
     if not (sweep_dir / "multirun.yaml").is_file():
         return
+    if any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(args)):
+        return  # a sweep on the command line: multirun by a preset, or Hydra's own refusal
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
         mode = compose("train", overrides=args, return_hydra_config=True).hydra.mode
     if mode != RunMode.MULTIRUN:

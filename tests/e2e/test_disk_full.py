@@ -14,7 +14,7 @@ import zipfile
 import pytest
 import torch
 
-from tests.helpers import ROOT, cli_env, result_of, run_dirs
+from tests.helpers import ROOT, cli_env, result_of, run_dirs, tmpfs
 
 EPOCHS = ["trainer.max_epochs=3", "trainer.limit_train_batches=60", "trainer.limit_val_batches=2",
           "test=false", "callbacks.figures=null", "print_config=false"]  # fmt: skip
@@ -23,14 +23,8 @@ EPOCHS = ["trainer.max_epochs=3", "trainer.limit_train_batches=60", "trainer.lim
 @pytest.fixture
 def small_disk(tmp_path):
     """An 80 MB tmpfs: room for the run's preflight (3 checkpoints of 14.4 MB and logs)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "80m") as mount:
+        yield mount
 
 
 def test_a_disk_filling_up_mid_run_keeps_last_ckpt_whole(mnist_dir, small_disk):
