@@ -48,17 +48,27 @@ class Interrupted(CnnlabError):
         super().__init__(f"stopped by {signal.Signals(signum).name}; {saved}")
 
 
+class Signalled(BaseException):
+    """What the run-level handler raises: a BaseException, like KeyboardInterrupt, so that no
+    library's ``except Exception`` on the way out (Lightning's logging has one) rewraps it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextmanager
 def signals_stop_the_run(run_dir: Path) -> Iterator[None]:
     """Outside training (start-up, the sanity check, testing, figures), SIGINT and SIGTERM stop
-    the run at once with ``Interrupted``; during training ``StopOnSignal`` takes them over and
-    stops at the next batch. Lightning calls this handler after its own SIGTERM bookkeeping."""
+    the run at once (``Signalled``, recorded as ``Interrupted``); during training
+    ``StopOnSignal`` takes them over and stops at the next batch. Lightning calls this handler
+    after its own SIGTERM bookkeeping."""
     if threading.current_thread() is not threading.main_thread():
         yield  # Python takes signal handlers in the main thread only (threaded sweeps)
         return
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum, run_dir)
+        raise Signalled(signum)
 
     previous = {s: signal.signal(s, stop) for s in SIGNALS}
     try:
@@ -69,9 +79,12 @@ def signals_stop_the_run(run_dir: Path) -> Iterator[None]:
 
 
 def as_interruption(exc: BaseException, run_dir: Path) -> BaseException:
-    """Lightning's own ways out after a signal, as ``Interrupted``: ``SIGTERMException`` (a
-    ``SystemExit``) for SIGTERM, and ``exit(1)`` after it caught a KeyboardInterrupt (Ctrl-C
-    twice). Anything else is returned as it is."""
+    """A signal's ways out of a run, as ``Interrupted``: ``Signalled`` from the run-level
+    handler, Lightning's ``SIGTERMException`` (a ``SystemExit``) for SIGTERM, and its
+    ``exit(1)`` after it caught a KeyboardInterrupt (Ctrl-C twice). Anything else is returned
+    as it is."""
+    if isinstance(exc, Signalled):
+        return Interrupted(exc.signum, run_dir)
     if isinstance(exc, SIGTERMException):
         return Interrupted(signal.SIGTERM, run_dir)
     if isinstance(exc, KeyboardInterrupt | SystemExit):

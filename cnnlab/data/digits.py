@@ -147,8 +147,8 @@ def image_files(paths: list[str]) -> list[Path]:
         raise CnnlabError("images=[]: no images given (images=<file, folder or [a.png,b.jpg]>)")
     files: list[Path] = []
     for path in map(Path, paths):
-        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if (
-            path.is_dir()
-        ) else []  # fmt: skip
+        found = []
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         files += found or [path]
     return list(dict.fromkeys(files))  # a file named twice is predicted once

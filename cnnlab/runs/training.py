@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.callbacks.best_metrics import BestMetrics
-from cnnlab.callbacks.signals import as_interruption, signals_stop_the_run
+from cnnlab.callbacks.signals import Signalled, as_interruption, signals_stop_the_run
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
 from cnnlab.models.classifier import MNISTClassifier
 from cnnlab.runs.checkpoints import resume_point
@@ -131,7 +131,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             outcome = fit_and_test(cfg, parts)
             trainer = outcome.pop("trainer")
             record.update(outcome, status="finished")
-    except (Exception, KeyboardInterrupt, SystemExit) as caught:  # recorded, never lost
+    except (Exception, KeyboardInterrupt, SystemExit, Signalled) as caught:  # recorded, never lost
         e = as_interruption(caught, run_dir)  # a line for the user, the traceback in the log
         if exit_code(e) == 1 and not isinstance(e, CnnlabError):
             log.exception("run failed")

@@ -47,12 +47,16 @@ def signal_when_printed(output_dir: Path, marker: str, signals: list[int], *over
 # One epoch of 20 batches, then validation and testing one image at a time: slow phases to
 # send a signal in.
 SLOW_EVAL = ["trainer.max_epochs=1", "trainer.limit_train_batches=20", "print_config=false",
-             "data.eval_batch_size=1", "callbacks.figures=null"]  # fmt: skip
+             "data.eval_batch_size=1"]  # fmt: skip
+NO_FIGURES = "callbacks.figures=null"
 
 
 @pytest.mark.parametrize(("phase", "marker", "extra"), [
-    ("sanity check", "Sanity Checking", ["trainer.num_sanity_val_steps=-1"]),
-    ("testing", "Testing DataLoader", ["trainer.limit_val_batches=2"]),
+    ("sanity check", "Sanity Checking", ["trainer.num_sanity_val_steps=-1", NO_FIGURES]),
+    ("testing", "Testing DataLoader", ["trainer.limit_val_batches=2", NO_FIGURES]),
+    # the last test batch: then the figures are drawn (64 feature maps a layer: seconds)
+    ("figures", "Testing DataLoader 0: 100%", ["trainer.limit_val_batches=2",
+     "trainer.limit_test_batches=40", "callbacks.figures.channels=64"]),
 ])  # fmt: skip
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_outside_training_is_recorded_with_a_non_zero_exit(
