@@ -17,7 +17,9 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+import cnnlab.runs.resolvers  # registers ${cnnlab.root:} and the other resolvers
+import cnnlab.sweeps.slurm  # noqa: F401  (registers ${cnnlab.slurm.*:})
+from cnnlab.callbacks.signals import hand_on_to_submitit
 from cnnlab.runs.cli import run_cli
 from cnnlab.runs.resume import check_sweep_resume, expand_resume, override_key
 from cnnlab.runs.run_dir import RunDirLock, claim_run_dir
@@ -61,6 +63,8 @@ def main(cfg: DictConfig) -> float | None:
     with sweep_trial_ddp(Path(cfg.paths.run_dir)):
         record = run(cfg)
     report(record)
+    if record.get("requeued"):
+        hand_on_to_submitit()  # submitit requeues this SLURM job and exits the process
     if record["status"] != "finished":
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return None  # the sweep goes on; its leaderboard reports the failure and exits 1

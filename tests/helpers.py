@@ -8,12 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab.perf.speed import Speed
 
@@ -36,6 +39,17 @@ QUICK = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=20",
     "trainer.limit_val_batches=5",
+    "print_config=false",
+]
+
+
+# Two real epochs of 20 batches, deterministic: long enough to be interrupted in epoch 1.
+TWO_EPOCHS = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.deterministic=true",
     "print_config=false",
 ]
 
@@ -120,3 +134,28 @@ def read_only_copy(source: Path, where: Path) -> Iterator[Path]:
         shutil.copytree(source, copy)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         yield copy
+
+
+def trial_dir(sweep_dir: Path, num: int) -> Path:
+    """Trial ``num``'s directory in a sweep."""
+    (found,) = sweep_dir.glob(f"{num}_*")
+    return found
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def steps(run_dir: Path, tag: str) -> list[int]:
+    """The steps at which a run's TensorBoard events hold ``tag``."""
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll ``condition`` while ``proc`` runs; fail if it ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the command ended while waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

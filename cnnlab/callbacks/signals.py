@@ -8,10 +8,20 @@ the middle of an optimizer step, and Lightning then exits with status 1 and no c
 A second Ctrl-C while it is stopping interrupts at once. Outside training (the sanity check,
 testing, figures), ``signals_stop_the_run`` stops the run at once: nothing is half-trained
 there, and ``last.ckpt`` holds the last finished epoch.
+
+In a job that submitit started (``launcher=slurm``), submitit owns SIGTERM and SIGUSR2. SLURM
+sends SIGTERM before it kills a job it requeues (``scontrol requeue``) or cancels: training
+saves ``interrupted.ckpt`` at the next batch and goes on, for SLURM to decide. SLURM sends
+SIGUSR2 (submitit's ``--signal``) before the time limit and on preemption: training saves
+``interrupted.ckpt`` at the next batch and stops, the run is recorded "interrupted", and the
+signal is handed on to submitit, which requeues the job. The requeued trial continues from
+that checkpoint (``cnnlab.runs.resume.resume_trial``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import shlex
 import signal
 import threading
@@ -26,8 +36,33 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cnnlab.errors import CnnlabError
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
 INTERRUPTED_CKPT = "interrupted.ckpt"
+REQUEUE_SIGNAL = signal.SIGUSR2  # submitit's signal on SLURM: time limit near, or preemption
+
+log = logging.getLogger(__name__)
+
+
+def in_submitit_job() -> bool:
+    """Whether this process is a job submitit started (it sets SUBMITIT_EXECUTOR)."""
+    return "SUBMITIT_EXECUTOR" in os.environ
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a run: SIGINT, and SIGTERM except where submitit owns it."""
+    return (signal.SIGINT,) if in_submitit_job() else (signal.SIGINT, signal.SIGTERM)
+
+
+def noted_signals() -> tuple[signal.Signals, ...]:
+    """The signals training notes and acts on at the next batch."""
+    if in_submitit_job():
+        return (signal.SIGINT, signal.SIGTERM, REQUEUE_SIGNAL)
+    return stop_signals()
+
+
+def hand_on_to_submitit() -> None:
+    """After a SIGUSR2 stop was recorded: raise it again for submitit's own handler (back in
+    place), which requeues the job with its original arguments and exits the process."""
+    signal.raise_signal(REQUEUE_SIGNAL)
 
 
 class Interrupted(CnnlabError):
@@ -37,6 +72,14 @@ class Interrupted(CnnlabError):
 
     def __init__(self, signum: int, run_dir: Path, checkpoint: Path | None = None) -> None:
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        self.requeue = signum == REQUEUE_SIGNAL and in_submitit_job()
+        if self.requeue:
+            super().__init__(
+                f"stopped by {signal.Signals(signum).name} (SLURM: time limit near, or "
+                f"preemption); weights at that moment saved to {checkpoint}; submitit requeues "
+                "the trial, which continues from there"
+            )
+            return
         resume = f"Resume with: python -m cnnlab.train {shlex.quote(f'resume={run_dir}')}"
         last = run_dir / "checkpoints" / "last.ckpt"
         if checkpoint is not None:
@@ -70,7 +113,7 @@ def signals_stop_the_run(run_dir: Path) -> Iterator[None]:
     def stop(signum: int, frame: FrameType | None) -> None:
         raise Signalled(signum)
 
-    previous = {s: signal.signal(s, stop) for s in SIGNALS}
+    previous = {s: signal.signal(s, stop) for s in stop_signals()}
     try:
         yield
     finally:
@@ -104,7 +147,7 @@ class StopOnSignal(L.Callback):
         self.signum = None
         if threading.current_thread() is not threading.main_thread():
             return  # Python takes signal handlers in the main thread only (threaded sweeps)
-        self._previous = {s: signal.signal(s, self._note) for s in SIGNALS}
+        self._previous = {s: signal.signal(s, self._note) for s in noted_signals()}
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None and signum == signal.SIGINT:
@@ -112,9 +155,6 @@ class StopOnSignal(L.Callback):
         self.signum = signum
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self._stop_if_signalled(trainer)
-
-    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self._stop_if_signalled(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -132,6 +172,10 @@ class StopOnSignal(L.Callback):
         run_dir = Path(trainer.default_root_dir)
         checkpoint = run_dir / "checkpoints" / INTERRUPTED_CKPT
         trainer.save_checkpoint(checkpoint, weights_only=False)  # full state, not just weights
+        if self.signum == signal.SIGTERM and in_submitit_job():
+            log.warning("SIGTERM in a SLURM job: weights saved to %s; training goes on", checkpoint)
+            self.signum = None
+            return
         raise Interrupted(self.signum, run_dir, checkpoint)
 
     def _restore_handlers(self) -> None:

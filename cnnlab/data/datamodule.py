@@ -48,29 +48,55 @@ class EpochOrder:
 
 
 class TensorLoader:
-    """Iterates (images, labels) batches by slicing tensors that already hold the whole split."""
+    """Iterates (images, labels) batches by slicing tensors that already hold the whole split.
+
+    Resumable mid-epoch (``state_dict`` / ``load_state_dict``, the interface Lightning saves in
+    a checkpoint's loop state): a run continued from a checkpoint taken after batch k of an
+    epoch goes on with batch k + 1 of the same order, as if it had never stopped. Lightning
+    does not prefetch from a loader with a length, so batches handed out = batches trained.
+    """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, order: EpochOrder) -> None:
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.sampler = order  # where Lightning looks for set_epoch
         self.batch_sampler = None  # Lightning inspects this too; batching is done here
+        self.handed_out = 0  # batches of the current pass handed out so far
+        self.skip = 0  # batches to skip at the start of the next pass (a mid-epoch resume)
 
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
 
+    def state_dict(self) -> dict[str, int]:
+        return {"batches_done": self.handed_out}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.skip = state["batches_done"] % len(self)  # a whole pass done: the next starts at 0
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        first, self.skip = self.skip, 0  # taken now: Lightning's iterator is made first
+        return self._batches(first)
+
+    def first_batch(self) -> tuple[Tensor, Tensor]:
+        """The epoch's first batch, without moving the position a checkpoint records."""
+        return self._batch(self._order(), 0)
+
+    def _batches(self, first: int) -> Iterator[tuple[Tensor, Tensor]]:
+        order = self._order()  # here, lazily: Lightning sets the epoch after iter()
+        self.handed_out = first
+        for start in range(first * self.batch_size, len(self.sampler), self.batch_size):
+            self.handed_out += 1
+            yield self._batch(order, start)
+
+    def _order(self) -> Tensor | None:
         indices = self.sampler.indices()
-        if indices is not None:
-            indices = indices.to(self.images.device)
-        for start in range(0, len(self.sampler), self.batch_size):
-            if indices is None:
-                yield (
-                    self.images[start : start + self.batch_size],
-                    self.labels[start : start + self.batch_size],
-                )
-            else:
-                batch = indices[start : start + self.batch_size]
-                yield self.images[batch], self.labels[batch]
+        return None if indices is None else indices.to(self.images.device)
+
+    def _batch(self, order: Tensor | None, start: int) -> tuple[Tensor, Tensor]:
+        if order is None:
+            stop = start + self.batch_size
+            return self.images[start:stop], self.labels[start:stop]
+        batch = order[start : start + self.batch_size]
+        return self.images[batch], self.labels[batch]
 
 
 class MNISTDataModule(L.LightningDataModule):

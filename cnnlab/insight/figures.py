@@ -102,7 +102,7 @@ class Figures(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        images, labels = next(iter(trainer.train_dataloader))
+        images, labels = trainer.train_dataloader.first_batch()
         images, labels = images[: self.num_images].cpu(), labels[: self.num_images].cpu()
         names = [CLASS_NAMES[i] for i in labels]
         title = "Training samples (the lesson's plt.imshow + plt.colorbar)"

@@ -63,6 +63,7 @@ class MNISTClassifier(L.LightningModule):
         self.metrics["train_acc"] = MeanMetric(**LEAN_MEAN)
         self.train_sums: Tensor | None = None  # (loss x images, correct) since the epoch began
         self.train_images = 0
+        self.resumed_sums: dict[str, Any] | None = None  # from a checkpoint, for its epoch
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits."""
@@ -113,6 +114,24 @@ class MNISTClassifier(L.LightningModule):
             self.log(f"train/{name}", metric.compute(), prog_bar=True)
             metric.reset()
         self.train_sums, self.train_images = None, 0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint taken mid-epoch keeps the epoch's running train sums, so a run continued
+        from it logs the same epoch means as one that never stopped."""
+        if self.train_sums is not None:
+            sums = (self.train_sums.cpu(), self.train_images)
+            checkpoint["train_sums"] = {"epoch": self.current_epoch, "sums": sums}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.resumed_sums = checkpoint.get("train_sums")
+
+    def on_train_epoch_start(self) -> None:
+        # the sums of a checkpoint belong to its epoch: kept when that epoch goes on, dropped
+        # when the checkpoint was taken at its end (the next epoch starts from zero)
+        resumed, self.resumed_sums = self.resumed_sums, None
+        if resumed is not None and resumed["epoch"] == self.current_epoch:
+            sums, self.train_images = resumed["sums"]
+            self.train_sums = sums.to(self.device)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ def run_cli(
     whose result, a lock say, is held until ``main`` returns);
     composition errors (unknown key, bad override), a CnnlabError before Hydra starts and an
     unwritable output directory exit 2 with one line."""
+    # Lightning's hint, on any machine with SLURM installed, to prepend ``srun``: a cnnlab run
+    # outside SLURM is meant to be, and launcher=slurm starts its trials under srun itself
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra raise to us instead of printing its own
     try:

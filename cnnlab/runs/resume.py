@@ -4,22 +4,30 @@
 
 The run continues in the same directory with the same settings (its saved
 ``.hydra/overrides.yaml``, then any new overrides, e.g. ``trainer.max_epochs=10``), from its
-``checkpoints/last.ckpt``: the end of the last finished epoch, which holds weights, optimizer
-state, epoch counter, callback state and the RNG state (``RngState``), so the result equals an
-uninterrupted run. TensorBoard continues in the same event directory; events logged after that
-checkpoint (a partly trained epoch) are purged so curves have no duplicate steps.
+newest checkpoint: ``checkpoints/last.ckpt`` (the end of the last finished epoch) or
+``checkpoints/interrupted.ckpt`` (saved at a batch boundary when a signal stopped it), whichever
+holds more steps. Both hold weights, optimizer state, loop counters, callback state, the RNG
+state (``RngState``), the data order's position in the epoch (``TensorLoader.state_dict``) and
+the epoch's running train sums, so the result equals an uninterrupted run. TensorBoard
+continues in the same event directory; events logged after that checkpoint are purged so
+curves have no duplicate steps.
 
 ``resume=<sweep dir> -m``: Hydra has no multirun resume. ``resume=<sweep dir>`` points the sweep
 at an existing directory (the same command gives every trial the same ``<num>_<overrides>``
 subdirectory); each trial then looks at its own ``result.json``: finished with the same
 overrides means skip and report the recorded result; anything else (failed, interrupted, never
-started) runs again, after the earlier attempt's files are moved aside into ``attempt-<n>/`` so
-nothing is lost or mixed.
+started) runs again. An interrupted trial (stopped by a signal, or killed: no result.json)
+with a checkpoint continues from it in place, as a resumed run does; any other (failed, or
+never got a checkpoint) starts over, after the earlier attempt's files are moved aside into
+``attempt-<n>/`` so nothing is lost or mixed. A trial that SLURM requeued (preemption, time
+limit, ``scontrol requeue``: ``SLURM_RESTART_COUNT`` > 0) is handled the same way, without
+``resume=``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +37,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from cnnlab.callbacks.signals import INTERRUPTED_CKPT
 from cnnlab.errors import CnnlabError
 from cnnlab.runs.checkpoints import read_checkpoint
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import read_result
 
-RESUME_FROM = Path("checkpoints") / "last.ckpt"
+CHECKPOINTS = ("last.ckpt", INTERRUPTED_CKPT)  # where a stopped run can continue from
 # Overrides that belong to one attempt, not to the run: recomputed on every resume.
 PER_ATTEMPT_KEYS = ("ckpt_path", "logger.tensorboard.purge_step")
 
@@ -56,16 +65,23 @@ def expand_resume(args: list[str]) -> list[str]:
     if (run_dir / "multirun.yaml").is_file():  # a sweep run by a preset (hydra.mode) without -m
         return args
     saved = saved_overrides(run_dir)
-    ckpt = run_dir / RESUME_FROM
+    ckpt = continue_from(run_dir)
     continued = [
         *saved,
         *(a for a in args if not a.startswith("resume=")),
         f"hydra.run.dir={quoted(run_dir)}",
-        f"ckpt_path={quoted(ckpt) if ckpt.is_file() else 'null'}",
+        f"ckpt_path={quoted(ckpt) if ckpt else 'null'}",
     ]
     if logs_to_tensorboard(run_dir):
         continued.append(f"++logger.tensorboard.purge_step={global_step(ckpt)}")
     return continued
+
+
+def continue_from(run_dir: Path) -> Path | None:
+    """The run's newest checkpoint to continue from (most steps), None if it has none."""
+    found = [run_dir / "checkpoints" / name for name in CHECKPOINTS]
+    found = [path for path in found if path.is_file()]
+    return max(found, key=global_step) if found else None
 
 
 def check_sweep_resume(args: list[str]) -> None:
@@ -109,9 +125,9 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def global_step(ckpt: Path) -> int:
+def global_step(ckpt: Path | None) -> int:
     """Optimizer steps done by the checkpoint (0 without one: the run starts over)."""
-    if not ckpt.is_file():
+    if ckpt is None or not ckpt.is_file():
         return 0
     return int(read_checkpoint(ckpt).get("global_step", 0))
 
@@ -133,18 +149,38 @@ def relevant_overrides(overrides: list[str]) -> list[str]:
 
 
 def resume_trial(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """Under ``resume=``: the recorded result if this trial already finished, else None
-    (and the earlier attempt's files, if any, are set aside for the rerun)."""
-    if not cfg.get("resume"):
-        return None
-    if HydraConfig.get().mode != RunMode.MULTIRUN:
+    """Under ``resume=`` or a SLURM requeue: the recorded result if this trial already
+    finished, else None; an interrupted trial with a checkpoint is pointed at it (``cfg`` is
+    updated to continue in place), any other earlier attempt is set aside for the rerun."""
+    resuming = bool(cfg.get("resume"))
+    if resuming and HydraConfig.get().mode != RunMode.MULTIRUN:
         raise ConfigError(f"resume={cfg.resume}: resumes a sweep; add -m (multirun)")
+    if not (resuming or requeued_by_slurm()):
+        return None
     record = read_result(run_dir)
-    if record and record.get("status") == "finished" and _same_overrides(record):
+    same = record is None or _same_overrides(record)
+    if record and record.get("status") == "finished" and same:
         log.info("Resume: %s already finished (val/acc %s); skipped", run_dir, record["val/acc"])
         return record
+    interrupted = record is None or record.get("status") == "interrupted"
+    if same and interrupted and (ckpt := continue_from(run_dir)):
+        continue_in_place(cfg, ckpt)
+        log.info("Resume: %s continues from %s (step %d)", run_dir, ckpt, global_step(ckpt))
+        return None
     set_aside_earlier_attempt(run_dir)
     return None
+
+
+def requeued_by_slurm() -> bool:
+    """Whether SLURM restarted this job (it counts restarts in SLURM_RESTART_COUNT)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
+def continue_in_place(cfg: DictConfig, ckpt: Path) -> None:
+    """Point a trial's config at its checkpoint, and TensorBoard at the steps after it."""
+    OmegaConf.update(cfg, "ckpt_path", str(ckpt))
+    if OmegaConf.select(cfg, "logger.tensorboard") is not None:
+        OmegaConf.update(cfg, "logger.tensorboard.purge_step", global_step(ckpt), force_add=True)
 
 
 def _same_overrides(record: dict[str, Any]) -> bool:

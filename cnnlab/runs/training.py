@@ -123,6 +123,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         with signals_stop_the_run(run_dir):
             if (finished := resume_trial(cfg, run_dir)) is not None:
                 return {**finished, "skipped": True}
+            if cfg.ckpt_path:
+                record["continued_from"] = str(cfg.ckpt_path)
             parts = build(cfg)  # checked before anything is printed or written
             write_text_atomically(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             if cfg.print_config:
@@ -137,6 +139,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             log.exception("run failed")
         record.update(error=one_line(e), exit_code=exit_code(e))
         record["status"] = getattr(e, "status", "failed")  # or "interrupted": resumable
+        if getattr(e, "requeue", False):
+            record["requeued"] = True  # cnnlab.train hands the signal on to submitit
     record.update(wall_time_s=round(time.perf_counter() - started, 2), run_dir=str(run_dir))
     try:
         write_json(run_dir / RESULT_FILE, record)

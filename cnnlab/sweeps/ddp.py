@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 RUN_DIR_ENV = "CNNLAB_RUN_DIR"  # conf/hydra/default.yaml: hydra.run.dir follows it when set
@@ -32,12 +33,15 @@ def is_rank_zero() -> bool:
 
 
 def drop_own_log_file() -> None:
-    """Ranks > 0: no ``train_ddp_process_<n>.log`` beside rank 0's train.log."""
+    """Ranks > 0: no log of their own beside rank 0's train.log. Re-run by Lightning, a rank
+    has its own ``train_ddp_process_<n>.log``, deleted; started by SLURM, every rank's Hydra
+    opened the trial's one ``train.log``, which belongs to rank 0 and stays."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
         root.removeHandler(handler)
         handler.close()
-        Path(handler.baseFilename).unlink(missing_ok=True)
+        if not SLURMEnvironment.detect():
+            Path(handler.baseFilename).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -11,19 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.helpers import ROOT, cli, cli_env, result_of, run_dirs, train_run
-
-# Two real epochs of 20 batches, deterministic: long enough to be interrupted in epoch 1.
-TWO_EPOCHS = [
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=20",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.deterministic=true",
-    "print_config=false",
-]
+from tests.helpers import (
+    ROOT,
+    TWO_EPOCHS,
+    cli,
+    cli_env,
+    result_of,
+    run_dirs,
+    steps,
+    train_run,
+    weights,
+)
 
 
 def signal_after_first_epoch(output_dir: Path, signum: int) -> tuple[int, str, Path]:
@@ -40,15 +39,6 @@ def signal_after_first_epoch(output_dir: Path, signum: int) -> tuple[int, str, P
     _, stderr = proc.communicate(timeout=300)
     (run_dir,) = run_dirs(output_dir)
     return proc.returncode, stderr.decode(), run_dir
-
-
-def weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-
-
-def steps(run_dir: Path, tag: str) -> list[int]:
-    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
-    return [event.step for event in events.Scalars(tag)]
 
 
 @pytest.fixture(scope="module")

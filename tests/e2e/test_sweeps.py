@@ -2,7 +2,6 @@
 parallel (joblib) and submitit launchers. Trials are tiny (5 train batches) to stay quick."""
 
 import shutil
-from pathlib import Path
 
 import optuna
 import pytest
@@ -10,14 +9,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cnnlab.perf.threads import threads_per_job
 from cnnlab.runs.resolvers import MAX_DIRNAME, short_dirname
-from tests.helpers import TINY, cli, leaderboard, read_only_copy, result_of, sweep_dir_of
+from tests.helpers import TINY, cli, leaderboard, read_only_copy, result_of, sweep_dir_of, trial_dir
 
 GRID = "model.kernel_size=3,5,7,30"  # 30 shrinks the 28x28 input to nothing: fails at start-up
-
-
-def trial_dir(sweep_dir: Path, num: int) -> Path:
-    (found,) = sweep_dir.glob(f"{num}_*")
-    return found
 
 
 @pytest.fixture(scope="module")

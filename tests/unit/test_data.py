@@ -53,3 +53,20 @@ def test_ranks_take_disjoint_equal_shares():
     shares = [EpochOrder(10, True, seed=3, rank=r, world=2) for r in range(2)]
     a, b = (set(s.indices().tolist()) for s in shares)
     assert len(a) == len(b) == 5 and not a & b
+
+
+def test_loader_resumes_mid_epoch_where_its_checkpoint_was_taken():
+    images, labels = torch.arange(10.0).view(10, 1), torch.arange(10)
+    loader = TensorLoader(images, labels, batch_size=3, order=EpochOrder(10, True, seed=1))
+    whole = [y.tolist() for _, y in loader]
+    it = iter(loader)
+    next(it), next(it)
+    assert loader.first_batch()[1].tolist() == whole[0]  # a peek does not move the position
+    state = loader.state_dict()
+    assert state == {"batches_done": 2}
+    resumed = TensorLoader(images, labels, batch_size=3, order=EpochOrder(10, True, seed=1))
+    resumed.load_state_dict(state)
+    assert [y.tolist() for _, y in resumed] == whole[2:]  # the rest of the epoch, same order
+    assert [y.tolist() for _, y in resumed] == whole  # and the next pass is whole again
+    resumed.load_state_dict({"batches_done": 4})  # saved at the end of a pass: nothing skipped
+    assert [y.tolist() for _, y in resumed] == whole
