@@ -62,7 +62,7 @@ def test_leaderboard_can_be_rebuilt_from_the_sweep_directory(grid_sweep, tmp_pat
     assert missing.returncode == 2 and "nope: not a sweep directory" in missing.stderr
 
 
-def test_resume_reruns_only_failed_and_unfinished_trials(grid_sweep, tmp_path):
+def test_resume_skips_finished_continues_unfinished_and_reruns_failed_trials(grid_sweep, tmp_path):
     sweep_dir, _ = grid_sweep
     copy = shutil.copytree(sweep_dir, tmp_path / "sweep")  # copy2 keeps the mtimes
     # An interrupted trial: killed mid-training, it left checkpoints but no result.json.
@@ -74,8 +74,11 @@ def test_resume_reruns_only_failed_and_unfinished_trials(grid_sweep, tmp_path):
     after = {n: (trial_dir(copy, n) / "result.json").stat().st_mtime_ns for n in (0, 2, 3)}
     assert after[0] == before[0] and after[2] == before[2]  # finished: skipped
     assert after[3] > before[3]  # failed: rerun
-    assert result_of(trial_dir(copy, 1))["status"] == "finished"  # unfinished: rerun
-    assert (trial_dir(copy, 1) / "attempt-1" / "checkpoints" / "last.ckpt").is_file()
+    resumed = result_of(trial_dir(copy, 1))  # unfinished: continued in place from last.ckpt
+    assert resumed["status"] == "finished"
+    assert resumed["continued_from"] == str(trial_dir(copy, 1) / "checkpoints" / "last.ckpt")
+    assert not (trial_dir(copy, 1) / "attempt-1").exists()
+    assert (trial_dir(copy, 3) / "attempt-1" / "result.json").is_file()  # failed: set aside
     assert done.stdout.count("Already finished, skipped (resume)") == 2
     assert [r["status"] for r in leaderboard(copy)] == ["finished"] * 3 + ["failed"]
 
