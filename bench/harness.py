@@ -10,13 +10,14 @@ In one run on one machine, each in its own process:
    TensorFlow and torch must never share a process).
 
 ``--sweep N`` also times an N-trial sweep run one trial after another (all cores each) and in
-parallel (joblib, one thread per trial) and compares their aggregate images/s.
+parallel (joblib, one thread per trial) and compares their aggregate images/s. ``--pair`` times
+two trainings at once against one alone (``bench.pair``).
 
 Prints a table (images/s, ratios, end-to-end wall time, test accuracy, peak memory) and writes
 it as ``bench.json`` and ``bench.md`` under ``outputs/bench/<time>/``.
 
-Over 250 lines on purpose: one file reads top to bottom as the bench runs (jobs, rounds,
-Keras, the sweep, the report); split, each part would be a few functions.
+Over 250 lines on purpose: one file reads top to bottom as the bench runs (rounds,
+Keras, the sweep, the report); how jobs run is bench/jobs.py, the pair case bench/pair.py.
 """
 
 from __future__ import annotations
@@ -25,95 +26,30 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.jobs import (
+    BenchError,
+    Job,
+    cnnlab_job,
+    cnnlab_result,
+    epochs_of,
+    run_timed,
+    run_together,
+    throughput_callback,
+)  # fmt: skip
+from bench.pair import bench_pair, pair_lines
 from bench.turns import pipes
-from cnnlab.errors import CnnlabError, fail
+from cnnlab.errors import fail
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import write_json
 
 TF_PYTHON = PROJECT_ROOT / ".venv-tf" / "bin" / "python"
 KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
-CNNLAB_TIMING, PLAIN_TIMING = "cnnlab_throughput.json", "plain_loop.json"  # each meter's output
-
-
-class BenchError(CnnlabError):
-    """The bench cannot measure (a side failed, a missing venv, a used --out)."""
-
-    exit_code = 1
-
-
-Job = tuple[list[str], Path, dict[str, str]]  # command, its log file, extra environment
-
-
-def run_together(jobs: dict[str, Job]) -> dict[str, dict[str, Any]]:
-    """Run the jobs side by side (each one's output to its log); each one's wall time and its
-    own peak RSS. If one fails, the others are stopped and the bench exits naming its log."""
-    started = time.perf_counter()
-    procs = {}
-    for name, (cmd, log, env) in jobs.items():
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("w") as out:
-            procs[name] = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **env},
-                                           stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    names = {proc.pid: name for name, proc in procs.items()}
-    done: dict[str, dict[str, Any]] = {}
-    while len(done) < len(procs):
-        pid, status, usage = os.wait4(-1, 0)  # this child's rusage, not all children's
-        if pid not in names:
-            continue
-        name = names[pid]
-        if (code := os.waitstatus_to_exitcode(status)) != 0:
-            for other in procs.values():
-                other.kill()
-            cmd, log, _ = jobs[name]
-            tail = log.read_text().strip().splitlines()[-5:]
-            fail(BenchError(f"{' '.join(cmd[:3])} failed (exit {code}), "
-                            f"see {log}: {' | '.join(tail)}"))  # fmt: skip
-        done[name] = {
-            "wall_s": round(time.perf_counter() - started, 2),
-            "peak_rss_mb": usage.ru_maxrss / 1024,
-        }
-    return done
-
-
-def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd`` alone (output to ``log``); its wall time and its own peak RSS."""
-    return run_together({"job": (cmd, log, env or {})})["job"]
-
-
-def epochs_of(epochs: int, args: argparse.Namespace) -> list[str]:
-    """Overrides for ``epochs`` epochs of ``--max-steps-per-epoch`` batches (both torch sides)."""
-    limit = [f"trainer.limit_train_batches={args.max_steps_per_epoch}"]
-    return [f"trainer.max_epochs={epochs}", *(limit if args.max_steps_per_epoch else [])]
-
-
-def throughput_callback(path: str, turns: list[str] | None = None) -> list[str]:
-    """Overrides that add the Trainer's throughput meter, writing to ``path``."""
-    take_turns = [f"+callbacks.throughput.turns_dir={turns[0]}",
-                  f"+callbacks.throughput.turns_role={turns[1]}"] if turns else []  # fmt: skip
-    return ["+callbacks.throughput._target_=bench.throughput.ThroughputCallback",
-            f"+callbacks.throughput.path={path}", *take_turns]  # fmt: skip
-
-
-def cnnlab_job(out: Path, overrides: list[str], turns: list[str] | None = None) -> Job:
-    """A run through ``python -m cnnlab.train``, timed by a callback in the Trainer."""
-    cmd = [sys.executable, "-m", "cnnlab.train", *overrides, "print_config=false", "name=bench",
-           *throughput_callback(str(out / CNNLAB_TIMING), turns)]  # fmt: skip
-    return cmd, out / "cnnlab.log", {"CNNLAB_OUTPUT_DIR": str(out / "cnnlab")}
-
-
-def cnnlab_result(out: Path, proc: dict[str, Any]) -> dict[str, Any]:
-    (run_dir,) = sorted((out / "cnnlab" / "runs").glob("*_bench"))
-    result = json.loads((run_dir / "result.json").read_text())
-    timing = json.loads((out / CNNLAB_TIMING).read_text())
-    return {**timing, **proc, "test_acc": result.get("test/acc"),
-            "test_loss": result.get("test/loss"), "run_dir": str(run_dir)}  # fmt: skip
+PLAIN_TIMING = "plain_loop.json"  # the plain loop meter's output
 
 
 def plain_job(out: Path, overrides: list[str], turns: list[str]) -> Job:
@@ -145,10 +81,13 @@ def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> l
     for n in range(1, args.rounds + 1):
         train, here = [*overrides, *epochs_of(args.round_epochs, args)], out / f"round{n}"
         roles = ("first", "second") if n % 2 else ("second", "first")
+        # Taking turns, the two never compute at once: nothing to share, and
+        # speed.share_cores would count the partner's turn as a busy neighbour.
+        timed = [*train, "test=false", "speed.share_cores=false"]
         with pipes(here / "turns") as turns:
             done = run_together({
                 "plain": plain_job(here, train, [str(turns), roles[0]]),
-                "cnnlab": cnnlab_job(here, [*train, "test=false"], [str(turns), roles[1]]),
+                "cnnlab": cnnlab_job(here, timed, [str(turns), roles[1]]),
             })  # fmt: skip
         plain = plain_result(here, done["plain"])
         cnnlab = cnnlab_result(here, done["cnnlab"])
@@ -275,6 +214,8 @@ def markdown(report: dict[str, Any]) -> str:
                   + ", ".join(f"{way} {sweep[way]['images_per_s']:.0f} images/s in "
                               f"{sweep[way]['wall_s']:.1f} s" for way in ("sequential", "parallel"))
                   + f" (parallel/sequential {sweep['parallel/sequential']:.3f})"]  # fmt: skip
+    if pair := report.get("pair"):
+        lines += pair_lines(pair)
     return "\n".join(lines) + "\n"
 
 
@@ -290,6 +231,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sweep-epochs", type=int, default=1, help="epochs per sweep trial")
     p.add_argument("--sweep-steps", type=int, default=None,
                    help="quick check: N training batches per trial epoch")  # fmt: skip
+    p.add_argument("--pair", action="store_true", help="also time 2 trainings at once vs 1")
     p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both torch sides)")
     return p.parse_args(argv)
@@ -337,6 +279,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if args.sweep:
         report["sweep"] = bench_sweep(out, args.overrides, args)
+    if args.pair:
+        report["pair"] = bench_pair(out, args.overrides, args)
     write_json(out / "bench.json", report)
     (out / "bench.md").write_text(markdown(report))
     print(markdown(report) + f"\nwritten: {out / 'bench.json'}, {out / 'bench.md'}")

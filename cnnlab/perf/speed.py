@@ -11,12 +11,14 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import lightning as L
 import torch
 from lightning.pytorch.profilers import Profiler
 from torch import Tensor, nn
 
 from cnnlab.perf.heap import keep_freed_memory
 from cnnlab.perf.profilers import NoProfiler
+from cnnlab.perf.share_cores import ShareCores
 from cnnlab.perf.threads import cap_threads
 
 # Epoch-level torchmetrics without per-step input checks: the checks cost a host sync (NaN test,
@@ -40,6 +42,8 @@ class Speed:
       core.
     - ``lean_profiler``: without ``trainer.profiler``, a profiler that records nothing at no
       cost instead of Lightning's default (``perf/profilers.py``).
+    - ``share_cores``: training threads follow the cores other processes leave free
+      (``perf/share_cores.py``); off under ``trainer.deterministic``.
     """
 
     channels_last: bool = True
@@ -49,12 +53,19 @@ class Speed:
     keep_freed_memory: bool = True
     threads: int | None = None
     lean_profiler: bool = True
+    share_cores: bool = True
 
     def tune_process(self) -> None:
         """The process-wide settings (threads, malloc). Called by the command-line entry point,
         never by ``train()``: a notebook's kernel keeps its own."""
         cap_threads(self.threads)
         keep_freed_memory(self.keep_freed_memory)
+
+    def callbacks(self, deterministic: bool) -> list[L.Callback]:
+        """The Trainer callbacks these switches add."""
+        if not self.share_cores or deterministic:
+            return []  # a thread count can change a sum's order: deterministic keeps one
+        return [ShareCores(self.threads)]
 
     def profiler(self) -> Profiler | None:
         """The Trainer's profiler when the config names none."""

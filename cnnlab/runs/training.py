@@ -67,6 +67,7 @@ def build(cfg: DictConfig) -> Parts:
         )
         check_memory(model, model.net.arch, cfg.data.batch_size, on_gpu)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
+    callbacks += model.speed.callbacks(bool(cfg.trainer.deterministic))
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
     profiler = cfg.trainer.get("profiler") or model.speed.profiler()
     trainer: L.Trainer = instantiate(

@@ -62,9 +62,9 @@ def test_bench_never_writes_over_an_earlier_bench(tmp_path):
     assert (earlier / "bench.json").read_text() == "{}"
 
 
-def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
+def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path):
     sweep = ["--sweep", "2", "--sweep-steps", "5"]
-    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep)
+    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep, "--pair")
     rounds = report["rounds"]
     assert len(rounds) == 2
     for n, r in enumerate(rounds, 1):  # both sides timed, taking turns, in every round
@@ -95,6 +95,15 @@ def test_bench_measures_trainer_plain_loop_and_sweeps(mnist_dir, tmp_path):
         assert sweep[way]["images_per_s"] == pytest.approx(2 * 5 * 128 / sweep[way]["wall_s"], 0.01)
     parallel_trial = next((tmp_path / "bench" / "parallel" / "sweeps").glob("*/0_*/config.yaml"))
     assert "threads: 1" in parallel_trial.read_text()
+    for way, share in (("share_cores", "true"), ("share_cores=false", "false")):
+        row = report["pair"][way]  # one training alone, then two at once, each timed
+        assert row["solo"] > 0 and len(row["pair"]) == 2 and min(row["pair"]) > 0
+        assert row["each/solo"] == pytest.approx(min(row["pair"]) / row["solo"], abs=1e-3)
+        here = tmp_path / "bench" / "pair" / way.replace("=", "-")
+        for side in ("solo", "a", "b"):
+            (config,) = (here / side / "cnnlab" / "runs").glob("*/config.yaml")
+            assert f"share_cores: {share}" in config.read_text()
+    assert "Two trainings at once" in (tmp_path / "bench" / "bench.md").read_text()
 
 
 @pytest.mark.skipif(not TF_PYTHON.is_file(), reason="no .venv-tf (make bench creates it)")
