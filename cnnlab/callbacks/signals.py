@@ -2,9 +2,11 @@
 
 Python turns SIGINT into a KeyboardInterrupt wherever the program happens to be, possibly in
 the middle of an optimizer step, and Lightning then exits with status 1 and no checkpoint.
-``StopOnSignal`` instead only notes the signal; the next finished batch saves
-``checkpoints/interrupted.ckpt`` (consistent weights and optimizer state) and raises
-``Interrupted``, which ``cnnlab.train`` records as status "interrupted" with exit 128 + signal.
+``StopOnSignal`` instead only notes the signal; the next finished training batch saves
+``checkpoints/interrupted.ckpt`` (the whole training state, which a resume continues from
+exactly) and raises ``Interrupted``, which ``cnnlab.train`` records as status "interrupted"
+with exit 128 + signal. A signal during validation waits for the first training batch after
+it, so no checkpoint is ever taken halfway through a validation.
 A second Ctrl-C while it is stopping interrupts at once. Outside training (the sanity check,
 testing, figures), ``signals_stop_the_run`` stops the run at once: nothing is half-trained
 there, and ``last.ckpt`` holds the last finished epoch.
