@@ -65,7 +65,7 @@ def expand_resume(args: list[str]) -> list[str]:
     if (run_dir / "multirun.yaml").is_file():  # a sweep run by a preset (hydra.mode) without -m
         return args
     saved = saved_overrides(run_dir)
-    ckpt = continue_from(run_dir)
+    ckpt, step = continue_from(run_dir) or (None, 0)  # without one, the run starts over
     continued = [
         *saved,
         *(a for a in args if not a.startswith("resume=")),
@@ -73,15 +73,16 @@ def expand_resume(args: list[str]) -> list[str]:
         f"ckpt_path={quoted(ckpt) if ckpt else 'null'}",
     ]
     if logs_to_tensorboard(run_dir):
-        continued.append(f"++logger.tensorboard.purge_step={global_step(ckpt)}")
+        continued.append(f"++logger.tensorboard.purge_step={step}")
     return continued
 
 
-def continue_from(run_dir: Path) -> Path | None:
-    """The run's newest checkpoint to continue from (most steps), None if it has none."""
+def continue_from(run_dir: Path) -> tuple[Path, int] | None:
+    """The run's newest checkpoint to continue from and its optimizer steps (each checkpoint
+    is read once), None if it has none."""
     found = [run_dir / "checkpoints" / name for name in CHECKPOINTS]
-    found = [path for path in found if path.is_file()]
-    return max(found, key=global_step) if found else None
+    steps = [(path, global_step(path)) for path in found if path.is_file()]
+    return max(steps, key=lambda newest: newest[1]) if steps else None
 
 
 def check_sweep_resume(args: list[str]) -> None:
@@ -125,10 +126,8 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def global_step(ckpt: Path | None) -> int:
-    """Optimizer steps done by the checkpoint (0 without one: the run starts over)."""
-    if ckpt is None or not ckpt.is_file():
-        return 0
+def global_step(ckpt: Path) -> int:
+    """Optimizer steps done by the checkpoint."""
     return int(read_checkpoint(ckpt).get("global_step", 0))
 
 
@@ -163,9 +162,9 @@ def resume_trial(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         log.info("Resume: %s already finished (val/acc %s); skipped", run_dir, record["val/acc"])
         return record
     interrupted = record is None or record.get("status") == "interrupted"
-    if same and interrupted and (ckpt := continue_from(run_dir)):
-        continue_in_place(cfg, ckpt)
-        log.info("Resume: %s continues from %s (step %d)", run_dir, ckpt, global_step(ckpt))
+    if same and interrupted and (newest := continue_from(run_dir)):
+        continue_in_place(cfg, *newest)
+        log.info("Resume: %s continues from %s (step %d)", run_dir, *newest)
         return None
     set_aside_earlier_attempt(run_dir)
     return None
@@ -176,11 +175,11 @@ def requeued_by_slurm() -> bool:
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
 
-def continue_in_place(cfg: DictConfig, ckpt: Path) -> None:
+def continue_in_place(cfg: DictConfig, ckpt: Path, step: int) -> None:
     """Point a trial's config at its checkpoint, and TensorBoard at the steps after it."""
     OmegaConf.update(cfg, "ckpt_path", str(ckpt))
     if OmegaConf.select(cfg, "logger.tensorboard") is not None:
-        OmegaConf.update(cfg, "logger.tensorboard.purge_step", global_step(ckpt), force_add=True)
+        OmegaConf.update(cfg, "logger.tensorboard.purge_step", step, force_add=True)
 
 
 def _same_overrides(record: dict[str, Any]) -> bool:
