@@ -9,6 +9,7 @@ In one run on one machine, each in its own process:
 3. the lesson's Keras code on TensorFlow (``bench/keras_seed.py`` in the ``.venv-tf`` venv:
    TensorFlow and torch must never share a process).
 
+``--fixed-cost`` also measures what Lightning and cnnlab add to each step (``bench.fixed_cost``).
 ``--sweep N`` also times an N-trial sweep run one trial after another (all cores each) and in
 parallel (joblib, one thread per trial) and compares their aggregate images/s. ``--pair`` times
 two trainings at once against one alone (``bench.pair``).
@@ -25,84 +26,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.fixed_cost import bench_fixed_cost, fixed_cost_lines
 from bench.jobs import (
     BenchError,
-    Job,
     cnnlab_job,
     cnnlab_result,
     epochs_of,
     run_timed,
-    run_together,
     throughput_callback,
 )  # fmt: skip
 from bench.pair import bench_pair, pair_lines
-from bench.turns import pipes
+from bench.rounds import bench_rounds, median
 from cnnlab.errors import fail
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import write_json
 
 TF_PYTHON = PROJECT_ROOT / ".venv-tf" / "bin" / "python"
 KERAS_SEED = PROJECT_ROOT / "bench" / "keras_seed.py"
-PLAIN_TIMING = "plain_loop.json"  # the plain loop meter's output
-
-
-def plain_job(out: Path, overrides: list[str], turns: list[str]) -> Job:
-    """The plain PyTorch loop on the same config and epochs; throughput only (it does not test)."""
-    cmd = [sys.executable, "-m", "bench.plain_loop", "--json", str(out / PLAIN_TIMING),
-           "--turns-dir", turns[0], "--turns-role", turns[1], *overrides]  # fmt: skip
-    return cmd, out / "plain_loop.log", {}
-
-
-def plain_result(out: Path, proc: dict[str, Any]) -> dict[str, Any]:
-    return {**json.loads((out / PLAIN_TIMING).read_text()), **proc}
-
-
-def window_ratios(plain: dict[str, Any], cnnlab: dict[str, Any]) -> list[float]:
-    """cnnlab/plain for each pair of windows that ran one right after the other."""
-    pairs = zip(plain["window_images_per_s"], cnnlab["window_images_per_s"], strict=False)
-    return [round(c / p, 3) for p, c in pairs]
-
-
-def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> list[dict]:
-    """Throughput of the plain loop and cnnlab, ``--rounds`` times. In each round both run at
-    once but take turns window by window (``bench.turns``; odd rounds the plain loop goes
-    first, even rounds cnnlab), so every window of one side has a partner window of the other
-    on the same machine a moment apart; the round's cnnlab/plain is the median over its pairs.
-    Timed one after the other, the machine's drift within minutes went straight into the
-    ratio; and since a process can run a few % faster or slower than its twin for its whole
-    life, many short rounds beat a few long ones (docs/speed.md)."""
-    rounds = []
-    for n in range(1, args.rounds + 1):
-        train, here = [*overrides, *epochs_of(args.round_epochs, args)], out / f"round{n}"
-        roles = ("first", "second") if n % 2 else ("second", "first")
-        # Taking turns, the two never compute at once: nothing to share, and
-        # speed.share_cores would count the partner's turn as a busy neighbour.
-        timed = [*train, "test=false", "speed.share_cores=false"]
-        with pipes(here / "turns") as turns:
-            done = run_together({
-                "plain": plain_job(here, train, [str(turns), roles[0]]),
-                "cnnlab": cnnlab_job(here, timed, [str(turns), roles[1]]),
-            })  # fmt: skip
-        plain = plain_result(here, done["plain"])
-        cnnlab = cnnlab_result(here, done["cnnlab"])
-        pairs = window_ratios(plain, cnnlab)
-        ratio = round(median(pairs), 3) if pairs else None
-        rounds.append({"plain": plain, "cnnlab": cnnlab, "pairs": pairs, "cnnlab/plain": ratio})
-        rates = f"plain {plain['images_per_s']:.0f}, cnnlab {cnnlab['images_per_s']:.0f} images/s"
-        print(f"round {n}: {rates}, cnnlab/plain {ratio} over {len(pairs)} window pairs")
-    return rounds
-
-
-def median(values: list[float | None]) -> float | None:
-    """The median of the measured values (a side too short to time one window gives None)."""
-    measured = [value for value in values if value is not None]
-    return statistics.median(measured) if measured else None
 
 
 def median_of(rounds: list[dict], side: str) -> dict[str, float | None]:
@@ -216,6 +161,8 @@ def markdown(report: dict[str, Any]) -> str:
                   + f" (parallel/sequential {sweep['parallel/sequential']:.3f})"]  # fmt: skip
     if pair := report.get("pair"):
         lines += pair_lines(pair)
+    if fixed := report.get("fixed_cost"):
+        lines += fixed_cost_lines(fixed)
     return "\n".join(lines) + "\n"
 
 
@@ -232,6 +179,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sweep-steps", type=int, default=None,
                    help="quick check: N training batches per trial epoch")  # fmt: skip
     p.add_argument("--pair", action="store_true", help="also time 2 trainings at once vs 1")
+    p.add_argument("--fixed-cost", action="store_true",
+                   help="also time Lightning+cnnlab's cost per step on a tiny network")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both torch sides)")
     return p.parse_args(argv)
@@ -281,6 +230,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["sweep"] = bench_sweep(out, args.overrides, args)
     if args.pair:
         report["pair"] = bench_pair(out, args.overrides, args)
+    if args.fixed_cost:
+        report["fixed_cost"] = bench_fixed_cost(out, args.overrides, args)
     write_json(out / "bench.json", report)
     (out / "bench.md").write_text(markdown(report))
     print(markdown(report) + f"\nwritten: {out / 'bench.json'}, {out / 'bench.md'}")

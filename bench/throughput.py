@@ -30,7 +30,7 @@ class ThroughputMeter:
     ) -> None:
         self.device, self.warmup, self.window, self.turns = device, warmup, window, turns
         self.steps_seen = self.images_seen = 0
-        self.windows: list[tuple[int, float]] = []  # (images, seconds)
+        self.windows: list[tuple[int, float, int]] = []  # (images, seconds, steps)
         self._start: float | None = None
         self._images = self._steps = 0
 
@@ -43,8 +43,11 @@ class ThroughputMeter:
         """Drop the open window (call at each epoch start)."""
         self._start, self._images, self._steps = None, 0, 0
 
-    def step_done(self, images: int) -> None:
-        self.steps_seen += 1
+    def step_done(self, images: int, steps: int = 1) -> None:
+        """``steps`` optimizer steps on ``images`` images are done (a Lightning step runs
+        ``speed.steps_per_execution`` of them): a window closes at the first call that makes
+        it ``window`` steps or more."""
+        self.steps_seen += steps
         self.images_seen += images
         if self.steps_seen < self.warmup:
             return
@@ -52,10 +55,10 @@ class ThroughputMeter:
             self._start = self._open_window()
             return
         self._images += images
-        self._steps += 1
-        if self._steps == self.window:
+        self._steps += steps
+        if self._steps >= self.window:
             end = self._now()
-            self.windows.append((self._images, end - self._start))
+            self.windows.append((self._images, end - self._start, self._steps))
             if self.turns:
                 self.turns.give()
             self._start, self._images, self._steps = self._open_window(), 0, 0
@@ -73,8 +76,8 @@ class ThroughputMeter:
 
     def summary(self) -> dict[str, Any]:
         """images/s (median window), ms per step, how much was timed, peak GPU memory."""
-        rates = [images / seconds for images, seconds in self.windows]
-        per_step = [seconds / self.window for _, seconds in self.windows]
+        rates = [images / seconds for images, seconds, _ in self.windows]
+        per_step = [seconds / steps for _, seconds, steps in self.windows]
         return {
             "images_per_s": statistics.median(rates) if rates else None,
             "median_step_ms": statistics.median(per_step) * 1000 if per_step else None,
@@ -106,6 +109,7 @@ class ThroughputCallback(L.Callback):
         self.path, self.warmup, self.window = Path(path), warmup, window
         self.turns = (turns_dir, turns_role) if turns_dir else None
         self.meter: ThroughputMeter | None = None
+        self.before = (0, 0)  # (optimizer steps, images of the epoch) as a Lightning step began
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         turns = Turns(*self.turns) if self.turns else None
@@ -114,10 +118,13 @@ class ThroughputCallback(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.meter.restart()
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
-    ) -> None:
-        self.meter.step_done(len(batch[1]))
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        self.before = (trainer.global_step, pl_module.train_images)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        """Counts the optimizer steps and images of the Lightning step that just ended."""
+        steps, images = trainer.global_step, pl_module.train_images
+        self.meter.step_done(images - self.before[1], steps - self.before[0])
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.meter.finish()

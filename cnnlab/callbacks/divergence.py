@@ -1,7 +1,8 @@
 """Stop a run whose training loss becomes NaN or infinite, instead of "finishing" with junk.
 
-The check costs no host sync per step: each step ANDs ``isfinite(loss)`` into a flag that stays
-on the device; the flag is read every ``check_every_n_steps`` steps and before each
+The check costs no host sync per step: each training step ANDs ``isfinite`` of its losses (one
+per optimizer step it ran) into a flag that stays on the device; the flag is read once
+``check_every_n_steps`` optimizer steps have passed since the last read, and before each
 validation (so a diverged epoch never reaches ModelCheckpoint and never overwrites last.ckpt).
 Lightning's alternatives are slower (``detect_anomaly``) or epoch-level on a logged metric only
 (``EarlyStopping(check_finite=True)``).
@@ -36,10 +37,12 @@ class StopOnNonFiniteLoss(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
     ) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        finite = torch.isfinite(loss.detach())
+        losses = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if losses is None:  # a training step with no batch left
+            return
+        finite = torch.isfinite(losses.detach()).all()
         self._finite = finite if self._finite is None else self._finite & finite
-        if trainer.global_step % self.check_every_n_steps == 0:
+        if trainer.global_step - self._since_step >= self.check_every_n_steps:
             self._check(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from functools import partial
+from itertools import islice
 from typing import Any
 
 import lightning as L
@@ -15,9 +17,19 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnlab import CLASS_NAMES
+from cnnlab.errors import CnnlabError
 from cnnlab.models.arch import Arch
 from cnnlab.models.keras_cnn import KerasCNN
 from cnnlab.perf.speed import LEAN_ACC, LEAN_MEAN, Speed
+
+Batch = tuple[Tensor, Tensor]
+BatchIterator = Iterator[tuple[Batch, int, int]]  # Lightning's dataloader_iter: batch, index, 0
+CLIP_ALGORITHMS = ("norm", "value")
+# Lightning warns on every fit that the dataloader_iter flavour is experimental and that hooks'
+# batch_idx may not match the last batch consumed: cnnlab chose the flavour for that reason
+# (steps_per_execution), its callbacks count optimizer steps, and tests pin what it does.
+for _message in ("You are using the `dataloader_iter` step flavor", "Found `dataloader_iter`"):
+    warnings.filterwarnings("ignore", message=_message)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # called with the parameters
 # conf/optimizer/adam.yaml as Python (tested equal): Keras' optimizer="adam"
@@ -38,12 +50,19 @@ class MNISTClassifier(L.LightningModule):
         arch: Arch = Arch(),  # noqa: B008  (frozen dataclasses: shared safely)
         optimizer: OptimizerFactory = KERAS_ADAM,
         speed: Speed = Speed(),  # noqa: B008
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        accumulate_grad_batches: int = 1,
     ) -> None:
         super().__init__()
         self.net = KerasCNN(arch)
         self.speed = speed
         self.make_optimizer = optimizer
         self.automatic_optimization = speed.automatic_optimization  # Lightning's own switch
+        self.clip = check_clipping(gradient_clip_val, gradient_clip_algorithm)
+        self.accumulate = check_accumulation(accumulate_grad_batches)
+        self.steps_per_execution = 1  # resolved from speed.steps_per_execution at fit start
+        self.lightning_backward = True  # False where Lightning's backward only calls hooks
         self.save_hyperparameters(
             {"arch": asdict(arch), "optimizer": optimizer_config(optimizer)}, logger=False
         )
@@ -69,29 +88,97 @@ class MNISTClassifier(L.LightningModule):
         """Logits."""
         return self.net(self.speed.layout(images))
 
-    def _logits_and_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    def _logits_and_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
         images, labels = batch
         logits = self(images)
         return logits, F.cross_entropy(logits, labels)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        logits, loss = self._logits_and_loss(batch)
-        labels = batch[1]
-        correct = (logits.argmax(dim=-1) == labels).sum(dtype=loss.dtype)
-        sums = torch.stack((loss.detach() * len(labels), correct))
-        self.train_sums = sums if self.train_sums is None else self.train_sums + sums
-        self.train_images += len(labels)
-        if not self.automatic_optimization:
-            self._update_weights(loss)
-        return loss
+    def on_fit_start(self) -> None:
+        """Resolve ``speed.steps_per_execution`` and how to backpropagate, for this Trainer."""
+        trainer = self.trainer
+        if self.automatic_optimization and not isinstance(self, LightningStepClassifier):
+            raise CnnlabError(
+                "speed.automatic_optimization=true: Lightning's optimization needs the module "
+                "make_classifier builds (LightningStepClassifier)"
+            )
+        self.steps_per_execution = self.speed.resolve_steps_per_execution(self.device)
+        # Lightning's backward scales the loss under 16-mixed and readies DDP's gradient
+        # reducer; on one device without a scaler it only calls hooks (3 rounds over every
+        # callback a step, docs/speed.md), which a PyTorch loop does not have either.
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self.lightning_backward = trainer.world_size > 1 or scaler is not None
 
-    def _update_weights(self, loss: Tensor) -> None:
-        """What Lightning's automatic optimization does with the loss, done as a PyTorch loop
-        does it, without its closure and hooks (``speed.automatic_optimization=false``)."""
+    def training_step(self, dataloader_iter: BatchIterator) -> Tensor | None:
+        """One Lightning step = up to ``steps_per_execution`` optimizer steps, each on its own
+        batch(es), so Lightning's per-step hooks, callbacks, progress bar and loop bookkeeping
+        run once per execution (Keras' ``steps_per_execution``). Lightning hands over its
+        batch iterator (``dataloader_iter``); ``trainer.global_step`` still counts optimizer
+        steps (each goes through Lightning's optimizer), so ``trainer.max_steps`` stops at the
+        exact step, mid-execution. Returns the epoch's running (loss x images, correct), which
+        a non-finite loss makes non-finite (None if the epoch had no batch left)."""
+        sums: list[tuple[Tensor, int]] = []
+        for _ in range(self.steps_per_execution):
+            if 0 <= self.trainer.max_steps <= self.trainer.global_step:
+                break
+            step_sums = self._optimizer_step(dataloader_iter)
+            if not step_sums:
+                break  # the epoch's batches are used up
+            sums += step_sums
+        return self._add_to_epoch_sums(sums)
+
+    def _optimizer_step(self, dataloader_iter: BatchIterator) -> list[tuple[Tensor, int]]:
+        """One optimizer step on the next ``accumulate_grad_batches`` batches (fewer at the
+        epoch's end, as Lightning steps on an epoch's last batch), done as a PyTorch loop does
+        it (``speed.automatic_optimization=false``); each batch's sums and images."""
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        self.manual_backward(loss)
-        optimizer.step()
+        sums = []
+        for batch, _, _ in islice(dataloader_iter, self.accumulate):
+            loss, batch_sums, images = self._loss_and_sums(batch)
+            self._backward(loss / self.accumulate if self.accumulate > 1 else loss)
+            sums.append((batch_sums, images))
+        if sums:
+            optimizer.step()  # gradients clipped in on_before_optimizer_step
+        return sums
+
+    def _backward(self, loss: Tensor) -> None:
+        if self.lightning_backward:
+            self.manual_backward(loss)
+        else:
+            loss.backward()
+
+    def _loss_and_sums(self, batch: Batch) -> tuple[Tensor, Tensor, int]:
+        """A training batch's loss, its (loss x images, correct predictions) detached, and its
+        number of images."""
+        images, labels = (t.to(self.device, non_blocking=True) for t in batch)
+        logits, loss = self._logits_and_loss((images, labels))
+        correct = (logits.argmax(dim=-1) == labels).sum(dtype=loss.dtype)
+        return loss, torch.stack((loss.detach() * len(labels), correct)), len(labels)
+
+    def _add_to_epoch_sums(self, batches: list[tuple[Tensor, int]]) -> Tensor | None:
+        """Adds batches' sums to the epoch's on the device, one at a time in batch order (so
+        the sums are bit-identical for every ``steps_per_execution``), without a host sync;
+        returns the epoch's running sums (None if no batch)."""
+        if not batches:
+            return None
+        total = self.train_sums
+        for batch_sums, _ in batches:
+            total = batch_sums if total is None else total + batch_sums
+        self.train_sums = total
+        self.train_images += sum(images for _, images in batches)
+        return total
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """``trainer.gradient_clip_val`` under cnnlab's own optimizer step, with torch's own
+        clipping (what Lightning's calls): here, Lightning has already unscaled 16-mixed
+        gradients (a fused optimizer unscales inside its step: refused, runs/checks.py)."""
+        if self.clip is None:
+            return
+        value, algorithm = self.clip
+        if algorithm == "norm":
+            torch.nn.utils.clip_grad_norm_(self.parameters(), value)
+        else:
+            torch.nn.utils.clip_grad_value_(self.parameters(), value)
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], split: str) -> None:
         """Validation/test metrics, logged by Lightning at the epoch's end."""
@@ -108,12 +195,26 @@ class MNISTClassifier(L.LightningModule):
         """Train metrics, logged once an epoch: a ``self.log`` every step costs a few % of it."""
         if self.train_sums is None:
             return
+        self._log_step()
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        self.log(f"lr-{type(optimizer).__name__}", optimizer.param_groups[0]["lr"], batch_size=1)
         for name, total in zip(("loss", "acc"), self.train_sums, strict=True):
             metric = self.metrics[f"train_{name}"]
             metric.update(total / self.train_images, self.train_images)
-            self.log(f"train/{name}", metric.compute(), prog_bar=True)
+            self.log(f"train/{name}", metric.compute(), prog_bar=True, batch_size=1)
             metric.reset()
         self.train_sums, self.train_images = None, 0
+
+    def _log_step(self) -> None:
+        """Epoch-level logs at the optimizer step (Lightning's documented ``step`` key): its
+        own default, the count of Lightning steps, counts executions of
+        ``steps_per_execution`` steps, so curves of runs with a different N would not line
+        up. ``epoch`` is Lightning's other default x-axis key, kept."""
+        self.log("step", float(self.global_step), batch_size=1)
+        self.log("epoch", float(self.current_epoch), batch_size=1)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint taken mid-epoch keeps the epoch's running train sums, so a run continued
@@ -141,6 +242,7 @@ class MNISTClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Per-class test accuracy, one scalar per class name (as the lesson names them)."""
+        self._log_step()
         for name, acc in zip(self.class_names, self.per_class_acc.compute(), strict=True):
             self.log(f"test_per_class/{name}", acc)
         self.per_class_acc.reset()
@@ -153,6 +255,43 @@ class MNISTClassifier(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         kwargs = self.speed.optimizer_kwargs(self.make_optimizer)
         return self.make_optimizer(self.parameters(), **kwargs)
+
+
+class LightningStepClassifier(MNISTClassifier):
+    """``speed.automatic_optimization=true``: Lightning's automatic optimization, one batch per
+    ``training_step``, in Lightning's usual batch flavour. Lightning's gradient accumulation
+    needs that flavour: given ``dataloader_iter`` it cannot tell an epoch's last batch in
+    advance, and carries that batch's gradient into the next epoch's first step."""
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:  # type: ignore[override]
+        loss, sums, images = self._loss_and_sums(batch)
+        self._add_to_epoch_sums([(sums, images)])
+        return loss
+
+
+def make_classifier(
+    arch: Arch, optimizer: OptimizerFactory, speed: Speed, **stepping: Any
+) -> MNISTClassifier:
+    """The module for ``speed``: cnnlab's own optimizer step, or Lightning's (automatic)."""
+    module = LightningStepClassifier if speed.automatic_optimization else MNISTClassifier
+    return module(arch, optimizer, speed, **stepping)
+
+
+def check_clipping(value: float | None, algorithm: str) -> tuple[float, str] | None:
+    """``trainer.gradient_clip_val`` and ``_algorithm`` as Lightning's Trainer checks them."""
+    if algorithm not in CLIP_ALGORITHMS:
+        raise CnnlabError(
+            f"trainer.gradient_clip_algorithm={algorithm!r}: must be one of norm, value"
+        )
+    if value is not None and not value >= 0:
+        raise CnnlabError(f"trainer.gradient_clip_val={value!r}: must be >= 0")
+    return (float(value), algorithm) if value else None
+
+
+def check_accumulation(batches: int) -> int:
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise CnnlabError(f"trainer.accumulate_grad_batches={batches!r}: must be an integer >= 1")
+    return batches
 
 
 def optimizer_config(optimizer: OptimizerFactory) -> dict[str, Any]:

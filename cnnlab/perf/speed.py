@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.profilers import Profiler
 from torch import Tensor, nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.perf.heap import keep_freed_memory
 from cnnlab.perf.profilers import NoProfiler
 from cnnlab.perf.share_cores import ShareCores
@@ -25,6 +26,10 @@ from cnnlab.perf.threads import cap_threads
 # label range) every step. A NaN loss still shows, as a NaN mean.
 LEAN_MEAN = {"nan_strategy": "disable"}
 LEAN_ACC = {"validate_args": False}
+# speed.steps_per_execution=auto by device (docs/speed.md, "Steps per execution"): enough steps
+# that Lightning's cost per execution is a rounding error of the step, few enough that a
+# signal, a max_steps or a progress-bar update waits only for a fraction of a second.
+AUTO_STEPS = {"cpu": 16, "cuda": 64}
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class Speed:
       cost instead of Lightning's default (``perf/profilers.py``).
     - ``share_cores``: training threads follow the cores other processes leave free
       (``perf/share_cores.py``); off under ``trainer.deterministic``.
+    - ``steps_per_execution``: optimizer steps per Lightning training step (Keras' name), so
+      Lightning's fixed cost per step is paid once per N steps; ``auto``: ``AUTO_STEPS`` for
+      the device, 1 under automatic optimization (Lightning then steps once per call).
     """
 
     channels_last: bool = True
@@ -54,6 +62,25 @@ class Speed:
     threads: int | None = None
     lean_profiler: bool = True
     share_cores: bool = True
+    steps_per_execution: int | str = "auto"
+
+    def __post_init__(self) -> None:
+        n = self.steps_per_execution
+        if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise CnnlabError(f"speed.steps_per_execution={n!r}: must be an integer >= 1 or auto")
+        if self.automatic_optimization and n not in ("auto", 1):
+            raise CnnlabError(
+                f"speed.steps_per_execution={n}: Lightning's automatic optimization steps once "
+                "per training step; needs speed.automatic_optimization=false"
+            )
+
+    def resolve_steps_per_execution(self, device: torch.device) -> int:
+        """``steps_per_execution`` as a number for a run on ``device``."""
+        if self.steps_per_execution != "auto":
+            return int(self.steps_per_execution)
+        if self.automatic_optimization:
+            return 1
+        return AUTO_STEPS.get(device.type, AUTO_STEPS["cpu"])
 
     def tune_process(self) -> None:
         """The process-wide settings (threads, malloc). Called by the command-line entry point,

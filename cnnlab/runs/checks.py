@@ -85,21 +85,20 @@ def hints_of(target: object) -> dict[str, object] | None:
 
 
 def check_optimization(cfg: DictConfig) -> None:
-    """Gradient clipping and accumulation are Lightning's automatic optimization's features."""
-    if cfg.speed.get("automatic_optimization", True):
-        return
+    """Clipping a fused optimizer's gradients under 16-mixed: the optimizer unscales them
+    inside its own step, so they are still scaled where clipping happens (Lightning refuses
+    it mid-run, with a traceback)."""
     clip = cfg.trainer.get("gradient_clip_val")
-    if clip not in (None, 0):  # Lightning refuses to clip for a fused optimizer in mixed precision
+    fused = cfg.speed.get("fused_optimizer") and "fused" in optimizer_parameters(cfg)
+    if clip not in (None, 0) and fused and str(cfg.trainer.precision).startswith("16"):
         raise ConfigError(
-            f"trainer.gradient_clip_val={clip!r}: needs "
-            "speed.automatic_optimization=true speed.fused_optimizer=false"
+            f"trainer.gradient_clip_val={clip!r}: under trainer.precision=16-mixed needs "
+            "speed.fused_optimizer=false"
         )
-    accumulate = cfg.trainer.get("accumulate_grad_batches")
-    if accumulate not in (None, 1):
-        raise ConfigError(
-            f"trainer.accumulate_grad_batches={accumulate!r}: "
-            "needs speed.automatic_optimization=true"
-        )
+
+
+def optimizer_parameters(cfg: DictConfig) -> set[str]:
+    return set(inspect.signature(get_object(cfg.optimizer._target_)).parameters)
 
 
 def check_types(node: Mapping, prefix: str, hints: dict[str, object] | None) -> None:

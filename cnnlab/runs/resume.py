@@ -73,7 +73,7 @@ def expand_resume(args: list[str]) -> list[str]:
         f"ckpt_path={quoted(ckpt) if ckpt else 'null'}",
     ]
     if logs_to_tensorboard(run_dir):
-        continued.append(f"++logger.tensorboard.purge_step={step}")
+        continued.append(f"++logger.tensorboard.purge_step={purge_step(step)}")
     return continued
 
 
@@ -179,7 +179,14 @@ def continue_in_place(cfg: DictConfig, ckpt: Path, step: int) -> None:
     """Point a trial's config at its checkpoint, and TensorBoard at the steps after it."""
     OmegaConf.update(cfg, "ckpt_path", str(ckpt))
     if OmegaConf.select(cfg, "logger.tensorboard") is not None:
-        OmegaConf.update(cfg, "logger.tensorboard.purge_step", step, force_add=True)
+        OmegaConf.update(cfg, "logger.tensorboard.purge_step", purge_step(step), force_add=True)
+
+
+def purge_step(step: int) -> int:
+    """The first TensorBoard step to drop when continuing from a checkpoint taken after
+    ``step`` optimizer steps: what is logged at ``step`` (the epoch's metrics, logged at the
+    optimizer step) describes the checkpoint's own state and stays."""
+    return step + 1
 
 
 def _same_overrides(record: dict[str, Any]) -> bool:

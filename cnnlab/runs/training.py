@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from cnnlab.callbacks.best_metrics import BestMetrics
 from cnnlab.callbacks.signals import Signalled, as_interruption, signals_stop_the_run
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
-from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.models.classifier import MNISTClassifier, make_classifier
+from cnnlab.perf.speed import Speed
 from cnnlab.runs.checkpoints import resume_point
 from cnnlab.runs.checks import check_config
 from cnnlab.runs.files import WriteError, write_text_atomically
@@ -35,11 +36,26 @@ from cnnlab.runs.resume import resume_trial
 log = logging.getLogger(__name__)
 
 
+# Trainer arguments that cnnlab's own optimizer step (speed.automatic_optimization=false)
+# applies itself; Lightning applies them only in its automatic optimization.
+OWN_STEP_ARGS = {"gradient_clip_val": None, "gradient_clip_algorithm": "norm",
+                 "accumulate_grad_batches": 1}  # fmt: skip
+
+
 def build_model(cfg: DictConfig) -> MNISTClassifier:
-    """The LightningModule from the config's ``model`` (the Arch), ``optimizer`` and ``speed``."""
-    return MNISTClassifier(
-        instantiate(cfg.model), instantiate(cfg.optimizer), instantiate(cfg.speed)
+    """The LightningModule from the config's ``model`` (the Arch), ``optimizer`` and ``speed``,
+    with ``trainer.gradient_clip_*`` and ``accumulate_grad_batches`` when it steps itself."""
+    speed = instantiate(cfg.speed)
+    return make_classifier(
+        instantiate(cfg.model), instantiate(cfg.optimizer), speed, **own_step_args(cfg, speed)
     )
+
+
+def own_step_args(cfg: DictConfig, speed: Speed) -> dict[str, Any]:
+    if speed.automatic_optimization:
+        return {}
+    given = {k: cfg.trainer.get(k) for k in OWN_STEP_ARGS}
+    return {k: default if given[k] is None else given[k] for k, default in OWN_STEP_ARGS.items()}
 
 
 @dataclass
@@ -70,8 +86,9 @@ def build(cfg: DictConfig) -> Parts:
     callbacks += model.speed.callbacks(bool(cfg.trainer.deterministic))
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
     profiler = cfg.trainer.get("profiler") or model.speed.profiler()
+    own_step = {} if model.automatic_optimization else OWN_STEP_ARGS  # not Lightning's too
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, **own_step
     )
     return Parts(datamodule, model, callbacks, trainer, resume_point(model, cfg.ckpt_path))
 

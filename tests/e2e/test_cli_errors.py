@@ -33,8 +33,11 @@ from tests.helpers import cli, result_of, run_dirs
         ("data.eval_batch_size=big", "data.eval_batch_size='big': expected int"),
         ("model.lr=0.01", "model.lr is now optimizer.lr"),  # cnnlab 0.1's keys say where to
         ("model.channels_last=false", "model.channels_last is now speed.channels_last"),
-        ("+trainer.gradient_clip_val=0.5", "gradient_clip_val=0.5: needs speed.automatic_optim"),
-        ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches=2: needs speed.automatic"),
+        ("speed.steps_per_execution=0", "speed.steps_per_execution=0: must be an integer >= 1"),
+        ("speed.steps_per_execution=many", "steps_per_execution='many': must be an integer >= 1"),
+        ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be an int"),
+        ("+trainer.gradient_clip_algorithm=max", "gradient_clip_algorithm='max': must be one of"),
+        ("+trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: must be >= 0"),
     ],
 )
 def test_bad_override_is_one_clear_line(tmp_path, override, message):

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from bench.plain_loop import autocast_for
 from bench.throughput import ThroughputMeter
 from cnnlab.errors import CnnlabError
-from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.models.arch import Arch
+from cnnlab.models.classifier import KERAS_ADAM, MNISTClassifier, make_classifier
 from cnnlab.perf.heap import keep_freed_memory
 from cnnlab.perf.threads import cap_threads
 from tests.helpers import speed_preset
@@ -55,7 +56,7 @@ def test_meter_times_whole_windows_after_warmup_and_drops_a_window_cut_by_an_epo
     meter.restart()  # an epoch edge: the open window (1 step) is dropped
     summary = meter.summary()
     assert summary["timed_windows"] == 3
-    assert [images for images, _ in meter.windows] == [3 * 128] * 3
+    assert [images for images, _, _ in meter.windows] == [3 * 128] * 3
     assert 0 < summary["images_per_s"] <= 128 / 0.01  # each step slept at least 10 ms
     assert summary["median_step_ms"] >= 10
 
@@ -76,31 +77,97 @@ def test_keep_freed_memory_is_a_switch():
 
 
 def fit_steps(
-    steps: int = 4, gradient_clip_val: float | None = None, **options: object
+    steps: int | float | None = 4,
+    gradient_clip_val: float | None = None,
+    accumulate_grad_batches: int = 1,
+    max_steps: int = -1,
+    epochs: int = 1,
+    **options: object,
 ) -> tuple[MNISTClassifier, dict[str, float]]:
-    """A few real Trainer steps on fixed random batches: the weights and the logged metrics."""
+    """Real Trainer steps on fixed random batches (70 images: four batches of 16 and one of
+    6), deterministic, plain speed switches but cnnlab's own optimizer step unless
+    ``automatic_optimization=True``: the weights and the logged metrics. Clipping and
+    accumulation go to the Trainer under automatic optimization, to cnnlab's own step
+    otherwise (as ``build`` does)."""
     torch.manual_seed(0)
-    data = torch.utils.data.TensorDataset(torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,)))
-    model = with_speed(**options)
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=steps, logger=False, callbacks=[],
-                        gradient_clip_val=gradient_clip_val, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    data = torch.utils.data.TensorDataset(torch.rand(70, 1, 28, 28), torch.randint(0, 10, (70,)))
+    stepping = {"gradient_clip_val": gradient_clip_val,
+                "accumulate_grad_batches": accumulate_grad_batches}  # fmt: skip
+    options.setdefault("automatic_optimization", False)
+    automatic = options["automatic_optimization"]
+    speed = replace(PLAIN, **options)
+    model = make_classifier(Arch(), KERAS_ADAM, speed, **({} if automatic else stepping))
+    trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, limit_train_batches=steps,
+                        logger=False, callbacks=[], deterministic=True,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, **(stepping if automatic else {}))  # fmt: skip
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=16))
     return model, {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def assert_same_weights(a: MNISTClassifier, b: MNISTClassifier) -> None:
+    for name, weight in a.state_dict().items():
+        assert torch.equal(weight, b.state_dict()[name]), name
 
 
 def test_own_optimizer_step_trains_exactly_as_lightnings_automatic_optimization():
     automatic, automatic_metrics = fit_steps(automatic_optimization=True)
     manual, manual_metrics = fit_steps(automatic_optimization=False)
     assert manual.trainer.global_step == automatic.trainer.global_step == 4
-    assert set(manual_metrics) == {"train/loss", "train/acc"}
+    assert set(manual_metrics) == {"train/loss", "train/acc", "lr-Adam", "step", "epoch"}
     assert manual_metrics == automatic_metrics
-    for name, weight in automatic.state_dict().items():
-        assert torch.equal(weight, manual.state_dict()[name]), name
+    assert_same_weights(automatic, manual)
 
 
-def test_gradient_clipping_still_clips_under_automatic_optimization():
-    unclipped, _ = fit_steps(1, automatic_optimization=True)
-    clipped, _ = fit_steps(1, automatic_optimization=True, gradient_clip_val=1e-6)
+@pytest.mark.parametrize("n", [3, 16])
+def test_steps_per_execution_trains_the_same_weights_and_metrics(n):
+    """Two epochs of 5 batches (the last one short): executions of 3 end mid-epoch and cut
+    the epoch's last execution short; 16 covers each epoch in one partial execution."""
+    one, one_metrics = fit_steps(None, epochs=2, automatic_optimization=False,
+                                 steps_per_execution=1)  # fmt: skip
+    many, many_metrics = fit_steps(None, epochs=2, automatic_optimization=False,
+                                   steps_per_execution=n)  # fmt: skip
+    assert one.steps_per_execution == 1 and many.steps_per_execution == n
+    assert many.trainer.global_step == one.trainer.global_step == 10
+    assert many_metrics == one_metrics
+    assert_same_weights(one, many)
+
+
+def test_max_steps_and_limit_train_batches_count_optimizer_steps():
+    one, _ = fit_steps(None, max_steps=7, epochs=3, steps_per_execution=1)
+    many, _ = fit_steps(None, max_steps=7, epochs=3, steps_per_execution=16)
+    assert many.trainer.global_step == 7  # stopped inside an execution, exactly
+    assert_same_weights(one, many)
+    limited, _ = fit_steps(3, epochs=2, steps_per_execution=16)
+    assert limited.trainer.global_step == 6
+    fraction, _ = fit_steps(0.5, steps_per_execution=16)
+    assert fraction.trainer.global_step == 2  # Lightning's int(5 batches x 0.5)
+
+
+def test_clipping_and_accumulation_in_cnnlabs_step_equal_lightnings():
+    """2-batch accumulation over 5 batches steps 3 times (the last on one batch, its loss
+    still halved, as Lightning does); clipped hard enough to change every step."""
+    kwargs = {"steps": None, "epochs": 2, "gradient_clip_val": 0.05, "accumulate_grad_batches": 2}
+    automatic, automatic_metrics = fit_steps(**kwargs, automatic_optimization=True)
+    own, own_metrics = fit_steps(**kwargs, automatic_optimization=False, steps_per_execution=16)
+    assert own.trainer.global_step == automatic.trainer.global_step == 6
+    assert own_metrics == automatic_metrics
+    assert_same_weights(automatic, own)
+    unclipped, _ = fit_steps(**{**kwargs, "gradient_clip_val": None}, steps_per_execution=16)
     weight = "net.classifier.output.weight"
-    assert not torch.equal(unclipped.state_dict()[weight], clipped.state_dict()[weight])
+    assert not torch.equal(unclipped.state_dict()[weight], own.state_dict()[weight])
+
+
+def test_value_clipping_clips_every_gradient():
+    model = MNISTClassifier(speed=PLAIN, gradient_clip_val=1e-4, gradient_clip_algorithm="value")
+    F.cross_entropy(model(torch.rand(8, 1, 28, 28)), torch.randint(0, 10, (8,))).backward()
+    model.on_before_optimizer_step(model.configure_optimizers())
+    assert max(p.grad.abs().max() for p in model.parameters()) <= 1e-4
+
+
+def test_steps_per_execution_resolves_by_device_and_refuses_automatic_optimization():
+    assert speed_preset("fast").resolve_steps_per_execution(torch.device("cpu")) == 16
+    assert speed_preset("fast").resolve_steps_per_execution(torch.device("cuda")) == 64
+    assert PLAIN.resolve_steps_per_execution(torch.device("cpu")) == 1
+    with pytest.raises(CnnlabError, match=r"speed\.steps_per_execution=4: Lightning's automatic"):
+        replace(PLAIN, steps_per_execution=4)
