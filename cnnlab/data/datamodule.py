@@ -56,15 +56,24 @@ class TensorLoader:
     does not prefetch from a loader with a length, so batches handed out = batches trained.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, order: EpochOrder) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        order: EpochOrder,
+        limit: int | None = None,
+    ) -> None:
         self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.limit = limit  # batches per pass, at most (trainer.limit_train_batches)
         self.sampler = order  # where Lightning looks for set_epoch
         self.batch_sampler = None  # Lightning inspects this too; batching is done here
         self.handed_out = 0  # batches of the current pass handed out so far
         self.skip = 0  # batches to skip at the start of the next pass (a mid-epoch resume)
 
     def __len__(self) -> int:
-        return -(-len(self.sampler) // self.batch_size)
+        batches = -(-len(self.sampler) // self.batch_size)
+        return batches if self.limit is None else min(batches, self.limit)
 
     def state_dict(self) -> dict[str, int]:
         return {"batches_done": self.handed_out}
@@ -83,7 +92,8 @@ class TensorLoader:
     def _batches(self, first: int) -> Iterator[tuple[Tensor, Tensor]]:
         order = self._order()  # here, lazily: Lightning sets the epoch after iter()
         self.handed_out = first
-        for start in range(first * self.batch_size, len(self.sampler), self.batch_size):
+        end = min(len(self.sampler), len(self) * self.batch_size)
+        for start in range(first * self.batch_size, end, self.batch_size):
             self.handed_out += 1
             yield self._batch(order, start)
 
@@ -133,6 +143,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.validation, self.val_size = validation, val_size
         self.split_seed, self.shuffle_seed, self.on_device = split_seed, shuffle_seed, on_device
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.limit_train_batches: int | float | None = None  # set by cnnlab's own step
 
     def prepare_data(self) -> None:
         ensure_mnist(self.data_dir)
@@ -158,7 +169,9 @@ class MNISTDataModule(L.LightningDataModule):
         if self.on_device and device.type != "cpu":
             self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorLoader:
+    def _loader(
+        self, split: str, batch_size: int, shuffle: bool, limit: int | float | None = None
+    ) -> TensorLoader:
         images, labels = self.splits[split]
         rank, world = (
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
@@ -166,10 +179,12 @@ class MNISTDataModule(L.LightningDataModule):
         if split != "train":  # every rank evaluates everything: exact metrics, no padding
             rank, world = 0, 1
         order = EpochOrder(len(images), shuffle, self.shuffle_seed, rank, world)
-        return TensorLoader(images, labels, batch_size, order)
+        loader = TensorLoader(images, labels, batch_size, order)
+        loader.limit = batches_within(limit, len(loader))
+        return loader
 
     def train_dataloader(self) -> TensorLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._loader("train", self.batch_size, True, self.limit_train_batches)
 
     def val_dataloader(self) -> TensorLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)
@@ -179,6 +194,25 @@ class MNISTDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> TensorLoader:
         return self.test_dataloader()
+
+
+def batches_within(limit: int | float | None, batches: int) -> int | None:
+    """``trainer.limit_train_batches`` as Lightning reads it (an int: at most that many; a
+    float: that fraction, rounded down), applied by the loader itself under cnnlab's own step:
+    Lightning's limit counts from where a resumed epoch starts, not from the epoch's start."""
+    if limit is None or isinstance(limit, bool):
+        return None
+    if isinstance(limit, float):
+        if not 0.0 < limit <= 1.0:
+            raise CnnlabError(f"trainer.limit_train_batches={limit}: a fraction in (0, 1]")
+        if int(batches * limit) < 1:
+            raise CnnlabError(
+                f"trainer.limit_train_batches={limit}: less than one of the {batches} batches"
+            )
+        return int(batches * limit)
+    if limit < 1:
+        raise CnnlabError(f"trainer.limit_train_batches={limit}: must be >= 1")
+    return limit
 
 
 def load_split(data_dir: str | Path, train: bool) -> tuple[Tensor, Tensor]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.callbacks.best_metrics import BestMetrics
 from cnnlab.callbacks.signals import Signalled, as_interruption, signals_stop_the_run
+from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
 from cnnlab.models.classifier import MNISTClassifier, make_classifier
 from cnnlab.perf.speed import Speed
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 # applies itself; Lightning applies them only in its automatic optimization.
 OWN_STEP_ARGS = {"gradient_clip_val": None, "gradient_clip_algorithm": "norm",
                  "accumulate_grad_batches": 1}  # fmt: skip
+# ... and one that the training loader applies itself (MNISTDataModule.limit_train_batches)
+OWN_LIMIT = "limit_train_batches"
 
 
 def build_model(cfg: DictConfig) -> MNISTClassifier:
@@ -86,7 +90,11 @@ def build(cfg: DictConfig) -> Parts:
     callbacks += model.speed.callbacks(bool(cfg.trainer.deterministic))
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
     profiler = cfg.trainer.get("profiler") or model.speed.profiler()
-    own_step = {} if model.automatic_optimization else OWN_STEP_ARGS  # not Lightning's too
+    own_step = {}
+    if not model.automatic_optimization:  # not Lightning's too
+        datamodule.limit_train_batches = cfg.trainer.get(OWN_LIMIT)
+        batches_within(datamodule.limit_train_batches, sys.maxsize)  # its range, checked now
+        own_step = {**OWN_STEP_ARGS, OWN_LIMIT: None}
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, **own_step
     )

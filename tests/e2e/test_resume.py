@@ -80,7 +80,7 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterru
     assert result["test/acc"] == result_of(uninterrupted)["test/acc"]
     assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
     # TensorBoard continues in the same curves: one point per epoch, no step twice
-    assert steps(run_dir, "train/loss") == steps(uninterrupted, "train/loss") == [19, 39]
+    assert steps(run_dir, "train/loss") == steps(uninterrupted, "train/loss") == [20, 40]
     assert steps(run_dir, "lr-Adam") == steps(uninterrupted, "lr-Adam")
     assert interrupted.is_file()  # kept: nothing the user had is deleted
 
@@ -104,8 +104,8 @@ def test_after_sigkill_last_epoch_checkpoint_is_there_and_resumes(mnist_dir, tmp
     assert result_of(run_dir)["status"] == "finished"
     # Validation metrics reach the disk before last.ckpt; epoch 0's train metrics are logged
     # just after it, so a kill in between may lose that one point, never duplicate it.
-    assert steps(run_dir, "val/acc") == [19, 39]
-    assert steps(run_dir, "train/loss") in ([19, 39], [39])
+    assert steps(run_dir, "val/acc") == [20, 40]
+    assert steps(run_dir, "train/loss") in ([20, 40], [40])
 
 
 def test_resume_of_something_that_is_not_a_run_is_one_line(tmp_path):

@@ -1,9 +1,17 @@
 """Real MNIST: verified files, the lesson's scaling, seeded splits and per-epoch batch order."""
 
+import pytest
 import torch
 
-from cnnlab.data.datamodule import EpochOrder, MNISTDataModule, TensorLoader, load_split
+from cnnlab.data.datamodule import (
+    EpochOrder,
+    MNISTDataModule,
+    TensorLoader,
+    batches_within,
+    load_split,
+)
 from cnnlab.data.mnist_files import IDX_MD5, file_digest, raw_dir
+from cnnlab.errors import CnnlabError
 
 
 def test_files_are_the_canonical_mnist(mnist_dir):
@@ -70,3 +78,11 @@ def test_loader_resumes_mid_epoch_where_its_checkpoint_was_taken():
     assert [y.tolist() for _, y in resumed] == whole  # and the next pass is whole again
     resumed.load_state_dict({"batches_done": 4})  # saved at the end of a pass: nothing skipped
     assert [y.tolist() for _, y in resumed] == whole
+
+
+def test_train_limit_is_read_as_lightning_reads_it_and_refused_out_of_range():
+    assert batches_within(None, 430) is None
+    assert batches_within(20, 430) == 20 and batches_within(0.5, 430) == 215
+    for bad, message in ((0, "must be >= 1"), (1.5, "a fraction in"), (0.001, "less than one")):
+        with pytest.raises(CnnlabError, match=rf"trainer\.limit_train_batches={bad}: {message}"):
+            batches_within(bad, 430)
