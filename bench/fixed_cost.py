@@ -18,14 +18,15 @@ from cnnlab.perf.speed import AUTO_STEPS
 
 TINY = ["model.filters=2", "model.dense_units=4", "data.batch_size=16",
         "trainer.precision=32-true", "speed.threads=1"]  # fmt: skip
-STEPS = 1500  # training steps per side and round
+STEPS = 1500  # training steps per side and round (--max-steps-per-epoch if given)
 WAYS = {"N=1": "1", f"N=auto ({AUTO_STEPS['cpu']} on CPU)": "auto"}
 
 
 def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """ms per optimizer step of both sides and their difference, for each way."""
-    quick = argparse.Namespace(**{**vars(args), "max_steps_per_epoch": STEPS, "round_epochs": 1})
-    result: dict[str, Any] = {"model": TINY, "steps_per_round": STEPS}
+    steps = args.max_steps_per_epoch or STEPS
+    quick = argparse.Namespace(**{**vars(args), "max_steps_per_epoch": steps, "round_epochs": 1})
+    result: dict[str, Any] = {"model": TINY, "steps_per_round": steps}
     for way, n in WAYS.items():
         here = out / "fixed_cost" / f"N-{n}"
         rounds = bench_rounds(here, [*overrides, *TINY, f"speed.steps_per_execution={n}"], quick)

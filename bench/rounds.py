@@ -57,7 +57,8 @@ def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> l
         pairs = window_ratios(plain, cnnlab)
         ratio = round(median(pairs), 3) if pairs else None
         rounds.append({"plain": plain, "cnnlab": cnnlab, "pairs": pairs, "cnnlab/plain": ratio})
-        rates = f"plain {plain['images_per_s']:.0f}, cnnlab {cnnlab['images_per_s']:.0f} images/s"
+        plain_rate, cnnlab_rate = plain["images_per_s"] or 0, cnnlab["images_per_s"] or 0
+        rates = f"plain {plain_rate:.0f}, cnnlab {cnnlab_rate:.0f} images/s"
         print(f"round {n}: {rates}, cnnlab/plain {ratio} over {len(pairs)} window pairs")
     return rounds
 

@@ -42,7 +42,7 @@ def run_bench(tmp_path, *extra: str) -> dict:
         "trainer.limit_test_batches=2",
         "callbacks.figures=null",
     ]
-    done = cli("bench", "--epochs", "1", "--max-steps-per-epoch", "50",
+    done = cli("bench", "--epochs", "1", "--max-steps-per-epoch", "64",
                "--out", str(out), *extra, *quick, output_dir=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
@@ -64,7 +64,7 @@ def test_bench_never_writes_over_an_earlier_bench(tmp_path):
 
 def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path):
     sweep = ["--sweep", "2", "--sweep-steps", "5"]
-    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep, "--pair")
+    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep, "--pair", "--fixed-cost")
     rounds = report["rounds"]
     assert len(rounds) == 2
     for n, r in enumerate(rounds, 1):  # both sides timed, taking turns, in every round
@@ -72,8 +72,10 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
         meters = [json.loads((tmp_path / "bench" / f"round{n}" / name).read_text())
                   for name in ("plain_loop.json", "cnnlab_throughput.json")]  # fmt: skip
         for meter in meters:
-            assert meter["images_trained"] == 50 * 128  # the same batches on both sides
-            assert len(meter["window_images_per_s"]) == 1  # 50 = 20 warm-up + 1 + 25 + 4
+            assert meter["images_trained"] == 64 * 128  # the same batches on both sides
+            # plain: 20 warm-up, the clock opens at 21, one window of 25, 18 left; cnnlab in
+            # executions of 16 steps: opens at 32 (past the warm-up), closes at 64 (32 steps)
+            assert len(meter["window_images_per_s"]) == 1
         (plain_window,), (cnnlab_window,) = (m["window_images_per_s"] for m in meters)
         assert r["window_pairs"] == 1
         assert r["cnnlab/plain"] == pytest.approx(cnnlab_window / plain_window, abs=1e-3)
@@ -82,7 +84,7 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
     assert plain["images_per_s"] == pytest.approx(statistics.median(r["plain"] for r in rounds))
     assert cnnlab["images_per_s"] == pytest.approx(statistics.median(r["cnnlab"] for r in rounds))
     assert cnnlab["run_images_per_s"] > 0  # the tested run is timed too
-    assert cnnlab["test_acc"] > 0.7  # a real run, tested: 50 batches learn a lot
+    assert cnnlab["test_acc"] > 0.7  # a real run, tested: 64 batches learn a lot
     assert cnnlab["peak_rss_mb"] > 100 and cnnlab["wall_s"] > 0
     ratio = statistics.median(r["cnnlab/plain"] for r in rounds)  # one pair a round here
     assert report["ratios"]["cnnlab/plain images_per_s"] == pytest.approx(ratio, abs=1e-3)
@@ -95,6 +97,12 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
         assert sweep[way]["images_per_s"] == pytest.approx(2 * 5 * 128 / sweep[way]["wall_s"], 0.01)
     parallel_trial = next((tmp_path / "bench" / "parallel" / "sweeps").glob("*/0_*/config.yaml"))
     assert "threads: 1" in parallel_trial.read_text()
+    fixed = report["fixed_cost"]  # the tiny network, at N=1 and the default N, both timed
+    assert [way for way in fixed if way.startswith("N=")] == ["N=1", "N=auto (16 on CPU)"]
+    for way in ("N=1", "N=auto (16 on CPU)"):
+        assert fixed[way]["plain_ms"] > 0 and fixed[way]["cnnlab_ms"] > 0
+        assert len(fixed[way]["fixed_cost_ms_per_round"]) == 2
+    assert "Fixed cost per optimizer step" in (tmp_path / "bench" / "bench.md").read_text()
     for way, share in (("share_cores", "true"), ("share_cores=false", "false")):
         row = report["pair"][way]  # one training alone, then two at once, each timed
         assert row["solo"] > 0 and len(row["pair"]) == 2 and min(row["pair"]) > 0
