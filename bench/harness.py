@@ -73,19 +73,19 @@ def bench_keras(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {**{k: seed[k] for k in keep}, **proc}
 
 
-def bench_sweep(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def bench_sweep(
+    out: Path, overrides: list[str], args: argparse.Namespace, parallel: list[str] | None = None
+) -> dict[str, Any]:
     """Aggregate throughput of an N-trial sweep (all trials' training images / the sweep's wall
-    time), sequential vs. parallel. Trials are default runs (validation, test and figures
-    included) of ``--sweep-epochs`` epochs that differ only in their seed."""
+    time), sequential vs. ``parallel`` (default: ``launcher=joblib``, 2 jobs x cores // 2
+    threads). Trials are default runs (validation, test and figures included) of
+    ``--sweep-epochs`` epochs that differ only in their seed."""
     seeds = ",".join(str(seed) for seed in range(1, args.sweep + 1))
     limit = [f"trainer.limit_train_batches={args.sweep_steps}"] if args.sweep_steps else []
     trial = [*overrides, "print_config=false", "name=bench_sweep", f"seed={seeds}",
              f"trainer.max_epochs={args.sweep_epochs}", *limit,
              *throughput_callback("${paths.run_dir}/throughput.json")]  # fmt: skip
-    ways = {
-        "sequential": [],
-        "parallel": ["launcher=joblib"],  # 2 jobs x cores // 2 threads
-    }
+    ways = {"sequential": [], "parallel": parallel or ["launcher=joblib"]}
     result: dict[str, Any] = {"trials": args.sweep, "epochs_per_trial": args.sweep_epochs,
                               "steps_per_epoch": args.sweep_steps}  # fmt: skip
     for way, extra in ways.items():

@@ -83,6 +83,7 @@ def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> N
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
     net.train()
     loader, done, epoch = data.train_dataloader(), 0, 0
+    meter.begin()
     per_epoch = batches_per_epoch(cfg, len(loader))
     steps = steps or cfg.trainer.max_epochs * per_epoch
     while done < steps:

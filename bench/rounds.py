@@ -15,10 +15,11 @@ from bench.turns import pipes
 PLAIN_TIMING = "plain_loop.json"  # the plain loop meter's output
 
 
-def plain_job(out: Path, overrides: list[str], turns: list[str]) -> Job:
+def plain_job(out: Path, overrides: list[str], turns: list[str] | None = None) -> Job:
     """The plain PyTorch loop on the same config and epochs; throughput only (it does not test)."""
+    take_turns = ["--turns-dir", turns[0], "--turns-role", turns[1]] if turns else []
     cmd = [sys.executable, "-m", "bench.plain_loop", "--json", str(out / PLAIN_TIMING),
-           "--turns-dir", turns[0], "--turns-role", turns[1], *overrides]  # fmt: skip
+           *take_turns, *overrides]  # fmt: skip
     return cmd, out / "plain_loop.log", {}
 
 

@@ -33,6 +33,12 @@ class ThroughputMeter:
         self.windows: list[tuple[int, float, int]] = []  # (images, seconds, steps)
         self._start: float | None = None
         self._images = self._steps = 0
+        self.began = time.perf_counter()  # training's start (begin()), for its seconds
+        self.train_s: float | None = None
+
+    def begin(self) -> None:
+        """Training starts now (its seconds, warm-up and validation included, go to train_s)."""
+        self.began = self._now()
 
     def _now(self) -> float:
         if self.device.type == "cuda":
@@ -71,6 +77,7 @@ class ThroughputMeter:
 
     def finish(self) -> None:
         """Training is over: let the other process run alone."""
+        self.train_s = self._now() - self.began
         if self.turns:
             self.turns.leave()
 
@@ -82,6 +89,7 @@ class ThroughputMeter:
             "images_per_s": statistics.median(rates) if rates else None,
             "median_step_ms": statistics.median(per_step) * 1000 if per_step else None,
             "timed_windows": len(rates),
+            "train_s": self.train_s,  # all of training: Lightning's fit, or the plain loop
             "images_trained": self.images_seen,
             "window_images_per_s": [round(rate) for rate in rates],  # the spread behind the median
             "window_steps": self.window,
@@ -114,6 +122,7 @@ class ThroughputCallback(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         turns = Turns(*self.turns) if self.turns else None
         self.meter = ThroughputMeter(pl_module.device, self.warmup, self.window, turns)
+        self.meter.begin()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.meter.restart()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from cnnlab.models.arch import Arch
 from cnnlab.models.keras_cnn import KerasCNN
 from cnnlab.perf.speed import LEAN_ACC, LEAN_MEAN, Speed
 
+log = logging.getLogger(__name__)
 Batch = tuple[Tensor, Tensor]
 BatchIterator = Iterator[tuple[Batch, int, int]]  # Lightning's dataloader_iter: batch, index, 0
 CLIP_ALGORITHMS = ("norm", "value")
@@ -43,6 +45,9 @@ class MNISTClassifier(L.LightningModule):
     ``arch`` is the network (``model.*``), ``optimizer`` a partial called with the parameters
     (``optimizer.*``), ``speed`` how fast it runs, never what it computes (``speed.*``). The
     checkpoint keeps ``arch`` and ``optimizer`` as plain values (``weights_only`` loading).
+    ``gradient_clip_*`` and ``accumulate_grad_batches`` are the Trainer's arguments of those
+    names, applied by this module's own optimizer step (``build`` hands them over from
+    ``trainer.*``; Lightning applies them only in its automatic optimization).
     """
 
     def __init__(
@@ -102,6 +107,10 @@ class MNISTClassifier(L.LightningModule):
                 "make_classifier builds (LightningStepClassifier)"
             )
         self.steps_per_execution = self.speed.resolve_steps_per_execution(self.device)
+        log.info(
+            "speed.steps_per_execution=%s: %d optimizer steps per Lightning training step",
+            self.speed.steps_per_execution, self.steps_per_execution,
+        )  # fmt: skip
         # Lightning's backward scales the loss under 16-mixed and readies DDP's gradient
         # reducer; on one device without a scaler it only calls hooks (3 rounds over every
         # callback a step, docs/speed.md), which a PyTorch loop does not have either.

@@ -30,6 +30,7 @@ LEAN_ACC = {"validate_args": False}
 # that Lightning's cost per execution is a rounding error of the step, few enough that a
 # signal, a max_steps or a progress-bar update waits only for a fraction of a second.
 AUTO_STEPS = {"cpu": 16, "cuda": 64}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Speed:
 
     - ``channels_last``: convolutions in NHWC layout, oneDNN's fast path on CPUs.
     - ``fused_optimizer``: the optimizer's single fused kernel per step (when it has one).
-    - ``compile``: ``torch.compile`` the network.
+    - ``compile``: ``torch.compile`` the network; a mode name for ``torch.compile``'s
+      ``mode`` (``reduce-overhead``: CUDA graphs of the forward and backward on a GPU).
     - ``automatic_optimization``: false lets the training step zero, backpropagate and step the
       optimizer itself, as a PyTorch loop does (Lightning's manual optimization); Trainer
       gradient clipping and accumulation need true.
@@ -56,7 +58,7 @@ class Speed:
 
     channels_last: bool = True
     fused_optimizer: bool = True
-    compile: bool = False
+    compile: bool | str = False
     automatic_optimization: bool = False
     keep_freed_memory: bool = True
     threads: int | None = None
@@ -65,6 +67,10 @@ class Speed:
     steps_per_execution: int | str = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.compile, str) and self.compile not in COMPILE_MODES:
+            raise CnnlabError(
+                f"speed.compile={self.compile!r}: true, false or one of {', '.join(COMPILE_MODES)}"
+            )
         n = self.steps_per_execution
         if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise CnnlabError(f"speed.steps_per_execution={n!r}: must be an integer >= 1 or auto")
@@ -102,8 +108,8 @@ class Speed:
         """Convert and/or compile ``net`` in place; parameter names (checkpoints) stay the same."""
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
-        if self.compile:
-            net.compile()  # in place: no "_orig_mod." prefix in the state dict
+        if self.compile:  # in place: no "_orig_mod." prefix in the state dict
+            net.compile(mode=None if self.compile is True else self.compile)
 
     def layout(self, images: Tensor) -> Tensor:
         """Images in the memory layout the convolutions were converted to."""
