@@ -113,7 +113,9 @@ class MNISTDataModule(L.LightningDataModule):
     """MNIST train/val/test splits, scaled to [0, 1] by /255 exactly as the lesson does.
 
     ``validation="holdout"`` (default) validates on a fixed, seeded hold-out of ``val_size``
-    training images; ``validation="test"`` reproduces the lesson: train on all 60,000 and
+    training images; with ``folds`` (k-fold cross-validation) the hold-out is instead fold
+    ``fold`` of ``folds`` disjoint, stratified folds of the 60,000 (``fold_assignment``), the
+    test set untouched. ``validation="test"`` reproduces the lesson: train on all 60,000 and
     validate on the 10,000 test images.
     """
 
@@ -129,8 +131,11 @@ class MNISTDataModule(L.LightningDataModule):
         split_seed: int = 0,
         shuffle_seed: int = 0,
         on_device: bool = True,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__()
+        check_folds(folds, fold, validation)
         if validation not in VALIDATION_MODES:
             raise CnnlabError(f"data.validation={validation!r}: must be one of holdout, test")
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -142,6 +147,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.validation, self.val_size = validation, val_size
         self.split_seed, self.shuffle_seed, self.on_device = split_seed, shuffle_seed, on_device
+        self.folds, self.fold = folds, fold
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self.limit_train_batches: int | float | None = None  # set by cnnlab's own step
 
@@ -156,10 +162,7 @@ class MNISTDataModule(L.LightningDataModule):
         if self.validation == "test":
             self.splits = {"train": (x_train, y_train), "val": (x_test, y_test)}
         else:
-            order = torch.randperm(
-                len(x_train), generator=torch.Generator().manual_seed(self.split_seed)
-            )
-            val, train = order[: self.val_size], order[self.val_size :]
+            val, train = self._holdout(y_train)
             self.splits = {
                 "train": (x_train[train], y_train[train]),
                 "val": (x_train[val], y_train[val]),
@@ -168,6 +171,16 @@ class MNISTDataModule(L.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         if self.on_device and device.type != "cpu":
             self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+
+    def _holdout(self, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Indices of the validation and training images among the 60,000."""
+        if self.folds:
+            in_fold = fold_assignment(labels, self.folds, self.split_seed) == self.fold
+            return in_fold.nonzero().squeeze(1), (~in_fold).nonzero().squeeze(1)
+        order = torch.randperm(
+            len(labels), generator=torch.Generator().manual_seed(self.split_seed)
+        )
+        return order[: self.val_size], order[self.val_size :]
 
     def _loader(
         self, split: str, batch_size: int, shuffle: bool, limit: int | float | None = None
@@ -194,6 +207,30 @@ class MNISTDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> TensorLoader:
         return self.test_dataloader()
+
+
+def check_folds(folds: int | None, fold: int, validation: str) -> None:
+    if folds is None:
+        return
+    if validation != "holdout":
+        raise CnnlabError(f"data.folds={folds}: cross-validation needs data.validation=holdout")
+    if not 2 <= folds <= 60_000:
+        raise CnnlabError(f"data.folds={folds}: must be in [2, 60000] (or null: no folds)")
+    if not 0 <= fold < folds:
+        raise CnnlabError(f"data.fold={fold}: must be in [0, {folds - 1}] for data.folds={folds}")
+
+
+def fold_assignment(labels: Tensor, folds: int, seed: int) -> Tensor:
+    """Each image's fold, 0 to ``folds - 1``: a shuffle seeded by ``seed``, then each class's
+    images dealt round-robin over the folds. Stratified: every fold holds each class's share
+    to within one image; disjoint, and the same for every trial of a sweep."""
+    shuffled = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    by_class = shuffled[torch.argsort(labels[shuffled], stable=True)]  # shuffled within a class
+    sorted_labels = labels[by_class]
+    rank_in_class = torch.arange(len(labels)) - torch.searchsorted(sorted_labels, sorted_labels)
+    assignment = torch.empty_like(labels)
+    assignment[by_class] = rank_in_class % folds
+    return assignment
 
 
 def batches_within(limit: int | float | None, batches: int) -> int | None:

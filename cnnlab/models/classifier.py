@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -125,21 +126,24 @@ class MNISTClassifier(L.LightningModule):
         steps (each goes through Lightning's optimizer), so ``trainer.max_steps`` stops at the
         exact step, mid-execution. Returns the epoch's running (loss x images, correct), which
         a non-finite loss makes non-finite (None if the epoch had no batch left)."""
+        steps, max_steps = self.steps_per_execution, self.trainer.max_steps
+        if max_steps >= 0:
+            steps = min(steps, max_steps - self.trainer.global_step)
+        optimizer = self.optimizers()
         sums: list[tuple[Tensor, int]] = []
-        for _ in range(self.steps_per_execution):
-            if 0 <= self.trainer.max_steps <= self.trainer.global_step:
-                break
-            step_sums = self._optimizer_step(dataloader_iter)
+        for _ in range(steps):
+            step_sums = self._optimizer_step(optimizer, dataloader_iter)
             if not step_sums:
                 break  # the epoch's batches are used up
             sums += step_sums
         return self._add_to_epoch_sums(sums)
 
-    def _optimizer_step(self, dataloader_iter: BatchIterator) -> list[tuple[Tensor, int]]:
+    def _optimizer_step(
+        self, optimizer: LightningOptimizer, dataloader_iter: BatchIterator
+    ) -> list[tuple[Tensor, int]]:
         """One optimizer step on the next ``accumulate_grad_batches`` batches (fewer at the
         epoch's end, as Lightning steps on an epoch's last batch), done as a PyTorch loop does
         it (``speed.automatic_optimization=false``); each batch's sums and images."""
-        optimizer = self.optimizers()
         optimizer.zero_grad()
         sums = []
         for batch, _, _ in islice(dataloader_iter, self.accumulate):

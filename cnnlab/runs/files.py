@@ -9,10 +9,12 @@ systems is a copy over the old file: a full disk then leaves it truncated.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cnnlab.errors import CnnlabError
 
@@ -43,6 +45,15 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def write_csv_atomically(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    """``rows`` as a CSV file with a header of ``columns``."""
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(path, table.getvalue())
 
 
 def write_bytes_atomically(path: Path, data: bytes | memoryview) -> None:

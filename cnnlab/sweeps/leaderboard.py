@@ -1,4 +1,5 @@
-"""A sweep's leaderboard: one row per trial, best validation accuracy first.
+"""A sweep's leaderboard: one row per trial, best validation accuracy first; and one row per
+configuration (trials that differ only in seed or fold, ``cnnlab.sweeps.configurations``).
 
 Built only from the trials' own ``result.json`` files, so it can be rebuilt at any time (after a
 crash, a resume, or while a sweep still runs) and every launcher (local, joblib, submitit,
@@ -7,16 +8,15 @@ Optuna) gets the same table. A trial directory without a result is listed as ``u
 
 from __future__ import annotations
 
-import csv
-import io
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import say
-from cnnlab.runs.files import WriteError, write_text_atomically
+from cnnlab.runs.files import WriteError, write_csv_atomically, write_text_atomically
 from cnnlab.runs.results import RESULT_FILE, read_result
+from cnnlab.sweeps import configurations
 
 CSV_FILE = "leaderboard.csv"
 MARKDOWN_FILE = "leaderboard.md"
@@ -71,25 +71,31 @@ def _cell(value: Any, column: str) -> str:
     return str(value).replace("|", "\\|")
 
 
+def shared_overrides(rows: list[dict[str, Any]]) -> set[str]:
+    return set.intersection(*(set(row["overrides"].split()) for row in rows)) if rows else set()
+
+
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table; overrides every trial shares are listed once, above it."""
-    shared = set.intersection(*(set(row["overrides"].split()) for row in rows)) if rows else set()
+    """The trials' table, then the configurations' (mean ± std over seeds and folds); the
+    overrides every trial shares are listed once, above them."""
+    shared = shared_overrides(rows)
     lines = [f"Overrides of every trial: {' '.join(sorted(shared)) or '(none)'}", ""]
     lines += ["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
     for row in rows:
         own = " ".join(o for o in row["overrides"].split() if o not in shared)
         cells = [_cell(own if c == "overrides" else row[c], c) for c in SHOWN]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    lines += ["", "Configurations (trials that differ only in seed or data.fold, finished ones):"]
+    lines += ["", configurations.to_markdown(configurations.configurations(rows), shared)]
+    return "\n".join(lines)
 
 
 def write_leaderboard(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Write leaderboard.csv and leaderboard.md into the sweep directory."""
-    table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomically(sweep_dir / CSV_FILE, table.getvalue())
+    """Write leaderboard.csv, leaderboard_configurations.csv and leaderboard.md into the sweep
+    directory."""
+    write_csv_atomically(sweep_dir / CSV_FILE, COLUMNS, rows)
+    grouped = configurations.configurations(rows)
+    write_csv_atomically(sweep_dir / configurations.CSV_FILE, configurations.COLUMNS, grouped)
     write_text_atomically(sweep_dir / MARKDOWN_FILE, to_markdown(rows))
 
 
@@ -102,7 +108,8 @@ def summarize(sweep_dir: Path) -> int:
     saved = True
     try:
         write_leaderboard(sweep_dir, rows)
-        print(f"Written: {sweep_dir / MARKDOWN_FILE}, {sweep_dir / CSV_FILE}")
+        print(f"Written: {sweep_dir / MARKDOWN_FILE}, {sweep_dir / CSV_FILE}, "
+              f"{sweep_dir / configurations.CSV_FILE}")  # fmt: skip
     except WriteError as e:  # a read-only sweep (an archive, a colleague's): printed, not saved
         say(f"{sweep_dir}: leaderboard printed but not saved: {e}")
         saved = False

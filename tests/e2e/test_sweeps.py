@@ -1,7 +1,9 @@
 """Sweeps end to end through the real CLI on real MNIST: failure isolation, leaderboard, resume,
 parallel (joblib) and submitit launchers. Trials are tiny (5 train batches) to stay quick."""
 
+import csv
 import shutil
+import statistics
 
 import optuna
 import pytest
@@ -177,3 +179,43 @@ def test_resuming_a_sweep_without_dash_m_is_refused_before_any_run(grid_sweep, t
         f"cnnlab: error: resume={sweep_dir}: a sweep; add -m (and the sweep's own overrides)"
     )
     assert not (tmp_path / "runs").exists()  # no junk run directory
+
+
+def configurations_of(sweep_dir) -> list[dict]:
+    with (sweep_dir / "leaderboard_configurations.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_trials_that_differ_only_in_seed_are_one_configuration(mnist_dir, tmp_path):
+    knob = ["seed=1,2", "model.dense_units=16,32"]
+    done = cli("cnnlab.train", "-m", *TINY, *knob, output_dir=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_dir = sweep_dir_of(tmp_path)
+    trials = {r["trial"]: r for r in leaderboard(sweep_dir)}
+    rows = configurations_of(sweep_dir)
+    assert sorted(r["trials"] for r in rows) == ["0 2", "1 3"]  # Hydra's order: seed outermost
+    for row in rows:
+        units = {o for o in row["configuration"].split() if o.startswith("model.dense_units=")}
+        assert len(units) == 1 and row["n"] == "2" and "seed=" not in row["configuration"]
+    for row in rows:  # each row is its two trials' mean and (sample) std
+        accs = [float(trials[t]["val/acc"]) for t in row["trials"].split()]
+        assert float(row["val/acc mean"]) == pytest.approx(statistics.fmean(accs))
+        assert float(row["val/acc std"]) == pytest.approx(statistics.stdev(accs))
+    means = [float(r["val/acc mean"]) for r in rows]
+    assert means == sorted(means, reverse=True) and [r["rank"] for r in rows] == ["1", "2"]
+    markdown = (sweep_dir / "leaderboard.md").read_text()
+    assert "| rank | configuration | n | val/acc |" in markdown and " ± " in markdown
+    assert markdown in done.stdout
+
+
+def test_folds_preset_cross_validates_as_one_configuration(mnist_dir, tmp_path):
+    done = cli("cnnlab.train", "sweep=folds", *TINY, output_dir=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_dir = sweep_dir_of(tmp_path)
+    overrides = [result_of(sweep_dir / r["dir"])["overrides"] for r in leaderboard(sweep_dir)]
+    folds = sorted(o for trial in overrides for o in trial if o.startswith("data.fold="))
+    assert folds == [f"data.fold={k}" for k in range(5)]
+    (row,) = configurations_of(sweep_dir)
+    assert row["n"] == "5" and float(row["val/acc std"]) > 0  # five different validation sets
+    config = (trial_dir(sweep_dir, 0) / "config.yaml").read_text()
+    assert "folds: 5" in config and "fold: 0" in config

@@ -8,6 +8,7 @@ from cnnlab.data.datamodule import (
     MNISTDataModule,
     TensorLoader,
     batches_within,
+    fold_assignment,
     load_split,
 )
 from cnnlab.data.mnist_files import IDX_MD5, file_digest, raw_dir
@@ -86,3 +87,30 @@ def test_train_limit_is_read_as_lightning_reads_it_and_refused_out_of_range():
     for bad, message in ((0, "must be >= 1"), (1.5, "a fraction in"), (0.001, "less than one")):
         with pytest.raises(CnnlabError, match=rf"trainer\.limit_train_batches={bad}: {message}"):
             batches_within(bad, 430)
+
+
+def test_folds_are_disjoint_stratified_seeded_and_cover_the_training_set(mnist_dir):
+    _, labels = load_split(mnist_dir, train=True)
+    folds = fold_assignment(labels, 5, seed=0)
+    assert torch.equal(folds, fold_assignment(labels, 5, seed=0))  # the same for every trial
+    assert not torch.equal(folds, fold_assignment(labels, 5, seed=1))
+    assert sorted(folds.unique().tolist()) == [0, 1, 2, 3, 4]  # every image in exactly one
+    for digit in range(10):  # stratified: each class split evenly, to within one image
+        counts = torch.bincount(folds[labels == digit], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    data = MNISTDataModule(str(mnist_dir), folds=5, fold=2)
+    data.setup()
+    (x_val, y_val), (x_train, _) = data.splits["val"], data.splits["train"]
+    assert len(x_val) == int((folds == 2).sum()) and len(x_val) + len(x_train) == 60_000
+    assert len(data.splits["test"][0]) == 10_000  # the test set untouched
+    assert torch.equal(torch.bincount(y_val, minlength=10), torch.bincount(labels[folds == 2]))
+
+
+def test_bad_folds_are_named():
+    for kwargs, message in (
+        ({"folds": 1}, r"data\.folds=1: must be in \[2, 60000\]"),
+        ({"folds": 5, "fold": 5}, r"data\.fold=5: must be in \[0, 4\] for data\.folds=5"),
+        ({"folds": 5, "validation": "test"}, r"data\.folds=5: cross-validation needs"),
+    ):
+        with pytest.raises(CnnlabError, match=message):
+            MNISTDataModule("unused", **kwargs)

@@ -1,0 +1,80 @@
+"""The leaderboard's noise-aware table: trials that differ only in ``seed`` or ``data.fold`` are
+one configuration, reported as n and mean ± std of each metric, ranked by mean val/acc.
+
+Seeds alone move the lesson's test accuracy by about ±0.1 %, as much as most differences a
+filters or dropout sweep finds, so the rank of single trials is mostly noise: the mean over
+seeds (or cross-validation folds) is what to compare, and the std says how far apart two means
+must be before the difference means anything. Only finished trials count.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+REPLICA_KEYS = ("seed", "data.fold")  # overrides that make repeats of one configuration
+METRICS = ("val/acc", "test/acc", "val/loss", "test/loss")
+CSV_FILE = "leaderboard_configurations.csv"
+COLUMNS = (
+    "rank", "configuration", "n",
+    *(f"{metric} {stat}" for metric in METRICS for stat in ("mean", "std")),
+    "trials",
+)  # fmt: skip
+
+
+def override_key(override: str) -> str:
+    """``+trainer.x=1`` -> ``trainer.x``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def configuration_of(overrides: str) -> str:
+    """A trial's overrides without those that only repeat it (seed, fold), in a fixed order."""
+    return " ".join(sorted(o for o in overrides.split() if override_key(o) not in REPLICA_KEYS))
+
+
+def configurations(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration of the finished trials, best mean val/acc first."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for trial in trials:
+        if trial["status"] == "finished":
+            groups.setdefault(configuration_of(trial["overrides"]), []).append(trial)
+    rows = [_row(configuration, members) for configuration, members in groups.items()]
+    rows.sort(key=lambda row: -row["val/acc mean"] if row["val/acc mean"] is not None else 1.0)
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
+
+
+def _row(configuration: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"configuration": configuration, "n": len(members)}
+    for metric in METRICS:
+        values = [m[metric] for m in members if m.get(metric) is not None]
+        row[f"{metric} mean"] = statistics.fmean(values) if values else None
+        row[f"{metric} std"] = statistics.stdev(values) if len(values) > 1 else None
+    row["trials"] = " ".join(str(m["trial"]) for m in sorted(members, key=lambda m: m["trial"]))
+    return row
+
+
+def has_repeats(rows: list[dict[str, Any]]) -> bool:
+    return any(row["n"] > 1 for row in rows)
+
+
+def to_markdown(rows: list[dict[str, Any]], shared: set[str]) -> str:
+    """The table, configurations shown without the overrides every trial shares."""
+    if not has_repeats(rows):
+        return "No trials differ only in seed or data.fold: one trial per configuration.\n"
+    head = ["rank", "configuration", "n", *METRICS, "trials"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        own = " ".join(o for o in row["configuration"].split() if o not in shared) or "(shared)"
+        stats = [_mean_std(row[f"{m} mean"], row[f"{m} std"]) for m in METRICS]
+        lines.append(
+            f"| {row['rank']} | {own} | {row['n']} | {' | '.join(stats)} | {row['trials']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return ""
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
