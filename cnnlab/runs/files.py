@@ -48,9 +48,9 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 
 def write_csv_atomically(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    """``rows`` as a CSV file with a header of ``columns``."""
+    """``rows`` as a CSV file with a header of ``columns`` (other keys of a row left out)."""
     table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, fieldnames=columns)
+    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomically(path, table.getvalue())

@@ -27,6 +27,24 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def values_of(overrides: str) -> dict[str, str]:
+    """``model.filters=16 +x=1`` -> ``{"model.filters": "16", "x": "1"}``."""
+    pairs = (o.split("=", 1) for o in overrides.split() if "=" in o)
+    return {override_key(key): value for key, value in pairs}
+
+
+def varied_knobs(trials: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Override keys (and their values) that differ between finished trials, seeds and folds
+    left out: what the sweep compares."""
+    values: dict[str, set[str]] = {}
+    for trial in trials:
+        if trial["status"] == "finished":
+            for key, value in values_of(trial["overrides"]).items():
+                if key not in REPLICA_KEYS:
+                    values.setdefault(key, set()).add(value)
+    return {key: found for key, found in values.items() if len(found) > 1}
+
+
 def configuration_of(overrides: str) -> str:
     """A trial's overrides without those that only repeat it (seed, fold), in a fixed order."""
     return " ".join(sorted(o for o in overrides.split() if override_key(o) not in REPLICA_KEYS))
@@ -47,6 +65,7 @@ def configurations(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _row(configuration: str, members: list[dict[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {"configuration": configuration, "n": len(members)}
+    row["values"] = values_of(configuration)  # for figures; not a CSV column
     for metric in METRICS:
         values = [m[metric] for m in members if m.get(metric) is not None]
         row[f"{metric} mean"] = statistics.fmean(values) if values else None

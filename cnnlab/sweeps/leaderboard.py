@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import say
+from cnnlab.insight.sweep_figures import draw_sweep_figures, sweep_figures
 from cnnlab.runs.files import WriteError, write_csv_atomically, write_text_atomically
 from cnnlab.runs.results import RESULT_FILE, read_result
 from cnnlab.sweeps import configurations
@@ -99,6 +100,21 @@ def write_leaderboard(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomically(sweep_dir / MARKDOWN_FILE, to_markdown(rows))
 
 
+def _draw_figures(sweep_dir: Path, rows: list[dict[str, Any]]) -> bool:
+    """The sweep's figures (``cnnlab.insight.sweep_figures``); False if they could not be
+    saved (said in one line: the leaderboard is written all the same)."""
+    grouped = configurations.configurations(rows)
+    figures = sweep_figures(sweep_dir, rows, grouped, configurations.varied_knobs(rows))
+    try:
+        drawn = draw_sweep_figures(sweep_dir, figures)
+    except OSError as e:
+        say(f"{sweep_dir}: sweep figures not saved: {e}")
+        return False
+    if drawn:
+        print(f"Figures: {', '.join(str(path) for path in drawn)}")
+    return True
+
+
 def summarize(sweep_dir: Path) -> int:
     """Write and print the leaderboard; return the exit status a sweep should end with."""
     rows = rows_of(sweep_dir)
@@ -113,6 +129,8 @@ def summarize(sweep_dir: Path) -> int:
     except WriteError as e:  # a read-only sweep (an archive, a colleague's): printed, not saved
         say(f"{sweep_dir}: leaderboard printed but not saved: {e}")
         saved = False
+    if saved:
+        saved = _draw_figures(sweep_dir, rows)
     print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(sweep_dir))}")
     for row in failed:
         say(f"trial {row['trial']} {row['status']}: {row['error'] or ''}")

@@ -7,6 +7,7 @@ import statistics
 
 import optuna
 import pytest
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab.perf.threads import threads_per_job
@@ -134,6 +135,7 @@ def test_optuna_search_tells_the_study_and_resumes_it(mnist_dir, tmp_path):
     )
     states = [t.state.name for t in study.trials]
     assert len(states) == 4 and len(leaderboard(sweep_dir)) == 4  # 3 earlier trials + 1 new
+    assert (sweep_dir / "figures" / "optuna_history.png").is_file()  # Optuna's own plot
     values = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
     for row in leaderboard(sweep_dir):
         if row["status"] == "finished":
@@ -206,6 +208,11 @@ def test_trials_that_differ_only_in_seed_are_one_configuration(mnist_dir, tmp_pa
     markdown = (sweep_dir / "leaderboard.md").read_text()
     assert "| rank | configuration | n | val/acc |" in markdown and " ± " in markdown
     assert markdown in done.stdout
+    for name in ("sweep_knobs", "sweep_tradeoffs"):  # figures, as PNGs and in TensorBoard
+        with Image.open(sweep_dir / "figures" / f"{name}.png") as png:
+            assert png.width > 500 and png.height > 250
+    images = EventAccumulator(str(sweep_dir / "sweep_figures")).Reload().Tags()["images"]
+    assert sorted(images) == ["sweep/sweep_knobs", "sweep/sweep_tradeoffs"]
 
 
 def test_folds_preset_cross_validates_as_one_configuration(mnist_dir, tmp_path):
