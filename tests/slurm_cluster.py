@@ -14,7 +14,6 @@ that a job is over from its result file.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,8 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGES = ("slurm-wlm", "munge")
-DAEMONS = ("munged", "slurmctld", "slurmd")
+from tests.debian import CannotInstall, ensure_debian_packages
+
+PACKAGES = ["slurm-wlm", "munge"]
+DAEMONS = ["munged", "slurmctld", "slurmd"]
 
 
 class CannotStart(Exception):
@@ -90,18 +91,10 @@ def _port_free(port: int) -> bool:
 
 def ensure_packages() -> None:
     """Install slurm-wlm and munge from Debian when their daemons are missing."""
-    if all(shutil.which(d) for d in DAEMONS):
-        return
-    if os.geteuid() != 0:
-        raise CannotStart("slurm-wlm/munge are not installed and installing needs root")
-    if not shutil.which("apt-get"):
-        raise CannotStart("slurm-wlm/munge are not installed and there is no apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *PACKAGES]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        if done.returncode != 0 and command[1] == "install":
-            last = (done.stderr.strip().splitlines() or ["?"])[-1]
-            raise CannotStart(f"apt-get install {' '.join(PACKAGES)} failed: {last}")
+    try:
+        ensure_debian_packages(PACKAGES, DAEMONS)
+    except CannotInstall as e:
+        raise CannotStart(str(e)) from None
 
 
 @dataclass

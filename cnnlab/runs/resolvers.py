@@ -3,6 +3,7 @@
 ``cnnlab.or``: a value, or a default when it is null (``resume=`` picks the sweep dir).
 ``cnnlab.threads_per_job``: the per-trial thread cap for a launcher's job count.
 ``cnnlab.dirname``: a sweep trial's overrides as a directory name that fits file systems.
+``cnnlab.trial_name``: a sweep trial's directory name: its values of the swept knobs only.
 """
 
 import hashlib
@@ -11,6 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from cnnlab.perf.threads import threads_per_job
+from cnnlab.runs.swept import trial_name
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # cnnlab/runs/resolvers.py -> the checkout
 MAX_DIRNAME = 150  # file systems allow 255 bytes per name; leave room for the job number
@@ -32,3 +34,8 @@ OmegaConf.register_new_resolver(
 )
 OmegaConf.register_new_resolver("cnnlab.threads_per_job", threads_per_job, replace=True)
 OmegaConf.register_new_resolver("cnnlab.dirname", short_dirname, replace=True)
+OmegaConf.register_new_resolver(
+    "cnnlab.trial_name",
+    lambda sweep_dir, task, dirname: short_dirname(trial_name(sweep_dir, task, dirname)),
+    replace=True,
+)

@@ -34,22 +34,57 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
     knobs = {f"{group}/{k}": v if isinstance(v, int | float | str | bool) else str(v)
              for group in ("model", "optimizer")
              for k, v in cfg[group].items() if not k.startswith("_")}  # fmt: skip
+    folds = (
+        {"data/folds": cfg.data.folds, "data/fold": cfg.data.fold} if cfg.data.get("folds") else {}
+    )
     return {
         **knobs,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1],
         "data/batch_size": cfg.data.batch_size,
         "data/validation": cfg.data.validation,
+        **folds,
         "trainer/max_epochs": cfg.trainer.max_epochs,
         "trainer/precision": str(cfg.trainer.precision),
         "seed": cfg.seed,
     }
 
 
+HP_METRICS = (*METRICS, "params", "wall_time_s")  # the result keys HPARAMS shows, as hp/...
+SWEEP_EXPERIMENT = ".hparams"  # the suffix of a sweep's own HPARAMS event file
+
+
+def hp_metric(key: str) -> str:
+    return f"hp/{key.replace('/', '_')}"
+
+
 def log_hparams(loggers: list, hparams: dict[str, Any], record: dict[str, Any]) -> None:
     """One HPARAMS entry per run, written at the end with its real metrics (no -1 placeholder)."""
-    metrics = {f"hp/{k.replace('/', '_')}": record[k] for k in (*METRICS, "params", "wall_time_s")
-               if record.get(k) is not None}  # fmt: skip
+    metrics = {hp_metric(k): record[k] for k in HP_METRICS if record.get(k) is not None}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(hparams, metrics)
             logger.finalize("success")
+
+
+def write_sweep_experiment(sweep_dir: Path, hparams: dict[str, Any], swept: list[str]) -> None:
+    """The HPARAMS experiment of a sweep, in its own event file at the sweep directory's top,
+    the ``swept`` hparams (``model/filters``) marked as the ones that differ between trials.
+    TensorBoard, opened on the sweep (``tensorboard --logdir <sweep dir>``), takes the columns
+    from the first run's experiment (this one: the top run, ".", sorts first) and orders them
+    differing first, then by name, showing the first few: the swept knobs. Without the marks
+    every column counts as equal and the table opens on data/batch_size. A rewrite replaces
+    the earlier file."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    for old in Path(sweep_dir).glob(f"events.out.tfevents.*{SWEEP_EXPERIMENT}"):
+        old.unlink()
+    experiment, _, _ = hparams_summary(hparams, {hp_metric(k): 0.0 for k in HP_METRICS})
+    content = experiment.value[0].metadata.plugin_data
+    data = HParamsPluginData.FromString(content.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in swept
+    content.content = data.SerializeToString()
+    with SummaryWriter(str(sweep_dir), filename_suffix=SWEEP_EXPERIMENT) as writer:
+        writer.file_writer.add_summary(experiment)

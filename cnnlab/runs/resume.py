@@ -13,7 +13,7 @@ continues in the same event directory; events logged after that checkpoint are p
 curves have no duplicate steps.
 
 ``resume=<sweep dir> -m``: Hydra has no multirun resume. ``resume=<sweep dir>`` points the sweep
-at an existing directory (the same command gives every trial the same ``<num>_<overrides>``
+at an existing directory (the same command gives every trial the same ``<num>_<swept values>``
 subdirectory); each trial then looks at its own ``result.json``: finished with the same
 overrides means skip and report the recorded result; anything else (failed, interrupted, never
 started) runs again. An interrupted trial (stopped by a signal, or killed: no result.json)

@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from cnnlab.errors import say
 from cnnlab.insight.sweep_figures import draw_sweep_figures, sweep_figures
 from cnnlab.runs.files import WriteError, write_csv_atomically, write_text_atomically
-from cnnlab.runs.results import RESULT_FILE, read_result
+from cnnlab.runs.results import RESULT_FILE, hparams_of, read_result, write_sweep_experiment
+from cnnlab.runs.swept import swept_keys
 from cnnlab.sweeps import configurations
 
 CSV_FILE = "leaderboard.csv"
@@ -100,12 +103,22 @@ def write_leaderboard(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomically(sweep_dir / MARKDOWN_FILE, to_markdown(rows))
 
 
+def _write_experiment(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """The sweep's HPARAMS columns, from a finished trial's resolved config, swept knobs first."""
+    configs = [sweep_dir / r["dir"] / "config.yaml" for r in rows if r["status"] == "finished"]
+    if found := [path for path in configs if path.is_file()]:
+        swept = swept_keys(sweep_dir) or []
+        hparams = hparams_of(OmegaConf.load(found[0]))
+        write_sweep_experiment(sweep_dir, hparams, [key.replace(".", "/") for key in swept])
+
+
 def _draw_figures(sweep_dir: Path, rows: list[dict[str, Any]]) -> bool:
-    """The sweep's figures (``cnnlab.insight.sweep_figures``); False if they could not be
-    saved (said in one line: the leaderboard is written all the same)."""
+    """The sweep's HPARAMS columns and figures (``cnnlab.insight.sweep_figures``); False if
+    they could not be saved (said in one line: the leaderboard is written all the same)."""
     grouped = configurations.configurations(rows)
     figures = sweep_figures(sweep_dir, rows, grouped, configurations.varied_knobs(rows))
     try:
+        _write_experiment(sweep_dir, rows)
         drawn = draw_sweep_figures(sweep_dir, figures)
     except OSError as e:
         say(f"{sweep_dir}: sweep figures not saved: {e}")

@@ -9,6 +9,7 @@ import optuna
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from cnnlab.perf.threads import threads_per_job
 from cnnlab.runs.resolvers import MAX_DIRNAME, short_dirname
@@ -196,6 +197,15 @@ def test_trials_that_differ_only_in_seed_are_one_configuration(mnist_dir, tmp_pa
     trials = {r["trial"]: r for r in leaderboard(sweep_dir)}
     rows = configurations_of(sweep_dir)
     assert sorted(r["trials"] for r in rows) == ["0 2", "1 3"]  # Hydra's order: seed outermost
+    names = sorted(path.name for path in sweep_dir.glob("[0-9]_*"))  # the swept knobs only
+    assert names == ["0_model.dense_units=16,seed=1", "1_model.dense_units=32,seed=1",
+                     "2_model.dense_units=16,seed=2", "3_model.dense_units=32,seed=2"]  # fmt: skip
+    events = EventAccumulator(str(sweep_dir)).Reload()  # the sweep's own HPARAMS experiment
+    experiment = HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    ).experiment
+    differ = [h.name for h in experiment.hparam_infos if h.differs]
+    assert differ == ["model/dense_units", "seed"]  # what TensorBoard shows first
     for row in rows:
         units = {o for o in row["configuration"].split() if o.startswith("model.dense_units=")}
         assert len(units) == 1 and row["n"] == "2" and "seed=" not in row["configuration"]
