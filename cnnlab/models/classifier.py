@@ -113,7 +113,7 @@ class MNISTClassifier(L.LightningModule):
             self.speed.steps_per_execution, self.steps_per_execution,
         )  # fmt: skip
         # Lightning's backward scales the loss under 16-mixed and readies DDP's gradient
-        # reducer; on one device without a scaler it only calls hooks (3 rounds over every
+        # reducer; on one device without a scaler it only calls hooks (2 rounds over every
         # callback a step, docs/speed.md), which a PyTorch loop does not have either.
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         self.lightning_backward = trainer.world_size > 1 or scaler is not None

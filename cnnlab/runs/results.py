@@ -58,22 +58,34 @@ def hp_metric(key: str) -> str:
 
 
 def log_hparams(loggers: list, hparams: dict[str, Any], record: dict[str, Any]) -> None:
-    """One HPARAMS entry per run, written at the end with its real metrics (no -1 placeholder)."""
+    """One HPARAMS entry per run, written at the end with its real metrics (no -1 placeholder):
+    the session's hparams and its ``hp/*`` metrics. Not an HPARAMS experiment (the column
+    list, which Lightning's ``log_hyperparams`` writes into every run): TensorBoard takes the
+    columns from whichever run's experiment it reads first, so a sweep writes the one
+    experiment (``write_sweep_experiment``) and without one TensorBoard derives the columns
+    from the runs, those whose values differ first."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
     metrics = {hp_metric(k): record[k] for k in HP_METRICS if record.get(k) is not None}
+    _, session_start, session_end = hparams_summary(hparams, metrics)
     for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, metrics)
+        if isinstance(logger, TensorBoardLogger):  # its writer is closed once testing ends
+            with SummaryWriter(logger.log_dir) as writer:
+                for summary in (session_start, session_end):
+                    writer.file_writer.add_summary(summary)
+                for name, value in metrics.items():
+                    writer.add_scalar(name, value, 0)
             logger.finalize("success")
 
 
 def write_sweep_experiment(sweep_dir: Path, hparams: dict[str, Any], swept: list[str]) -> None:
-    """The HPARAMS experiment of a sweep, in its own event file at the sweep directory's top,
-    the ``swept`` hparams (``model/filters``) marked as the ones that differ between trials.
-    TensorBoard, opened on the sweep (``tensorboard --logdir <sweep dir>``), takes the columns
-    from the first run's experiment (this one: the top run, ".", sorts first) and orders them
-    differing first, then by name, showing the first few: the swept knobs. Without the marks
-    every column counts as equal and the table opens on data/batch_size. A rewrite replaces
-    the earlier file."""
+    """The HPARAMS experiment of a sweep (its columns: the hparams, the ``hp/*`` metrics), in
+    its own event file at the sweep directory's top, the ``swept`` hparams (``model/filters``)
+    marked as the ones that differ between trials. TensorBoard, opened on the sweep, orders the
+    columns differing first, then by name, and shows the first few: the swept knobs. It is the
+    sweep's only experiment (``log_hparams`` writes none). A rewrite replaces the earlier
+    file."""
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams as hparams_summary

@@ -206,6 +206,10 @@ def test_trials_that_differ_only_in_seed_are_one_configuration(mnist_dir, tmp_pa
     ).experiment
     differ = [h.name for h in experiment.hparam_infos if h.differs]
     assert differ == ["model/dense_units", "seed"]  # what TensorBoard shows first
+    trial = EventAccumulator(str(sweep_dir / names[0] / "tensorboard")).Reload()
+    assert set(trial.PluginTagToContent("hparams")) == {  # the one experiment is the sweep's
+        "_hparams_/session_start_info", "_hparams_/session_end_info",
+    }  # fmt: skip
     for row in rows:
         units = {o for o in row["configuration"].split() if o.startswith("model.dense_units=")}
         assert len(units) == 1 and row["n"] == "2" and "seed=" not in row["configuration"]
