@@ -104,7 +104,8 @@ def write_leaderboard(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _write_experiment(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """The sweep's HPARAMS columns, from a finished trial's resolved config, swept knobs first."""
+    """The sweep's HPARAMS columns, from a finished trial's resolved config, the swept
+    knobs marked as differing."""
     configs = [sweep_dir / r["dir"] / "config.yaml" for r in rows if r["status"] == "finished"]
     if found := [path for path in configs if path.is_file()]:
         swept = swept_keys(sweep_dir) or []
@@ -112,7 +113,7 @@ def _write_experiment(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
         write_sweep_experiment(sweep_dir, hparams, [key.replace(".", "/") for key in swept])
 
 
-def _draw_figures(sweep_dir: Path, rows: list[dict[str, Any]]) -> bool:
+def _write_hparams_and_figures(sweep_dir: Path, rows: list[dict[str, Any]]) -> bool:
     """The sweep's HPARAMS columns and figures (``cnnlab.insight.sweep_figures``); False if
     they could not be saved (said in one line: the leaderboard is written all the same)."""
     grouped = configurations.configurations(rows)
@@ -143,7 +144,7 @@ def summarize(sweep_dir: Path) -> int:
         say(f"{sweep_dir}: leaderboard printed but not saved: {e}")
         saved = False
     if saved:
-        saved = _draw_figures(sweep_dir, rows)
+        saved = _write_hparams_and_figures(sweep_dir, rows)
     print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(sweep_dir))}")
     for row in failed:
         say(f"trial {row['trial']} {row['status']}: {row['error'] or ''}")
