@@ -28,14 +28,21 @@ def short_dirname(name: str) -> str:
     return f"{start}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
+def trial_dirname(sweep_dir: str, task_overrides: list[str], override_dirname: str) -> str:
+    """A sweep trial's directory name (after its job number): its values of the swept knobs
+    (``cnnlab.runs.swept``); but a sweep begun before cnnlab named trials so, whose trials are
+    named by all their overrides, keeps those names, so that ``resume=`` finds them."""
+    every = short_dirname(override_dirname)
+    existing = Path(sweep_dir)
+    if existing.is_dir() and any(d.name.split("_", 1)[-1] == every for d in existing.iterdir()):
+        return every
+    return short_dirname(trial_name(sweep_dir, task_overrides, override_dirname))
+
+
 OmegaConf.register_new_resolver("cnnlab.root", lambda: str(PROJECT_ROOT), replace=True)
 OmegaConf.register_new_resolver(
     "cnnlab.or", lambda value, default: default if value is None else value, replace=True
 )
 OmegaConf.register_new_resolver("cnnlab.threads_per_job", threads_per_job, replace=True)
 OmegaConf.register_new_resolver("cnnlab.dirname", short_dirname, replace=True)
-OmegaConf.register_new_resolver(
-    "cnnlab.trial_name",
-    lambda sweep_dir, task, dirname: short_dirname(trial_name(sweep_dir, task, dirname)),
-    replace=True,
-)
+OmegaConf.register_new_resolver("cnnlab.trial_name", trial_dirname, replace=True)
