@@ -21,6 +21,7 @@ import cnnlab.runs.resolvers  # registers ${cnnlab.root:} and the other resolver
 import cnnlab.sweeps.slurm  # noqa: F401  (registers ${cnnlab.slurm.*:})
 from cnnlab.callbacks.signals import hand_on_to_submitit
 from cnnlab.runs.cli import run_cli
+from cnnlab.runs.results import DONE
 from cnnlab.runs.resume import check_sweep_resume, expand_resume, override_key
 from cnnlab.runs.run_dir import RunDirLock, claim_run_dir
 from cnnlab.runs.training import check_resumed_run, report, run, train
@@ -65,7 +66,7 @@ def main(cfg: DictConfig) -> float | None:
     report(record)
     if record.get("requeued"):
         hand_on_to_submitit()  # submitit requeues this SLURM job and exits the process
-    if record["status"] != "finished":
+    if record["status"] not in DONE:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return None  # the sweep goes on; its leaderboard reports the failure and exits 1
         sys.exit(record["exit_code"])

@@ -54,6 +54,22 @@ TWO_EPOCHS = [
 ]
 
 
+# The Optuna preset's space with every knob fixed but the epochs, which TPE (seeded by seed=42)
+# draws from choice(1,<n>) as n, 1, 1, n: a search whose trials are known in advance.
+OPTUNA_EPOCHS_ONLY = [
+    "hparams_search=optuna", *TINY, "model.kernel_size=3", "model.pool_size=2",
+    "model.dropout=0.25", "model.dense_dropout=0.5", "optimizer.lr=0.001",
+]  # fmt: skip
+
+
+def threshold_pruner(from_epoch: int) -> list[str]:
+    """Optuna's ThresholdPruner judged from ``from_epoch`` on: every trial still running then is
+    pruned (val/acc < 0.999 after a few tiny batches), so which trials are pruned does not
+    depend on the CPU."""
+    return ["pruner._target_=optuna.pruners.ThresholdPruner", "~pruner.n_startup_trials",
+            "+pruner.lower=0.999", f"pruner.n_warmup_steps={from_epoch}"]  # fmt: skip
+
+
 def cli_env(output_dir: Path, **env: str) -> dict[str, str]:
     """The environment of a CLI run: the shared MNIST, outputs to ``output_dir``, 2 threads."""
     return {

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from cnnlab import CLASS_NAMES
+from cnnlab.data.augment import RandomAffine
 from cnnlab.data.mnist_files import ensure_mnist, raw_dir, read_idx
 from cnnlab.errors import CnnlabError
 
@@ -63,8 +64,10 @@ class TensorLoader:
         batch_size: int,
         order: EpochOrder,
         limit: int | None = None,
+        augment: RandomAffine | None = None,
     ) -> None:
         self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.augment = augment if augment is not None and augment.active else None
         self.limit = limit  # batches per pass, at most (trainer.limit_train_batches)
         self.sampler = order  # where Lightning looks for set_epoch
         self.batch_sampler = None  # Lightning inspects this too; batching is done here
@@ -86,7 +89,8 @@ class TensorLoader:
         return self._batches(first)
 
     def first_batch(self) -> tuple[Tensor, Tensor]:
-        """The epoch's first batch, without moving the position a checkpoint records."""
+        """The epoch's first batch (not augmented), without moving the position a checkpoint
+        records."""
         return self._batch(self._order(), 0)
 
     def _batches(self, first: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -95,7 +99,13 @@ class TensorLoader:
         end = min(len(self.sampler), len(self) * self.batch_size)
         for start in range(first * self.batch_size, end, self.batch_size):
             self.handed_out += 1
-            yield self._batch(order, start)
+            images, labels = self._batch(order, start)
+            yield (self._augmented(images, start) if self.augment else images), labels
+
+    def _augmented(self, images: Tensor, start: int) -> Tensor:
+        order = self.sampler
+        key = (order.seed, order.epoch, order.rank, start)  # hash() of ints: the same every run
+        return self.augment(images, torch.Generator().manual_seed(hash(key) & (2**63 - 1)))
 
     def _order(self) -> Tensor | None:
         indices = self.sampler.indices()
@@ -115,7 +125,8 @@ class MNISTDataModule(L.LightningDataModule):
     ``validation="holdout"`` (default) validates on a fixed, seeded hold-out of ``val_size``
     training images; with ``folds`` (k-fold cross-validation) the hold-out is instead fold
     ``fold`` of ``folds`` disjoint, stratified folds of the 60,000 (``fold_assignment``), the
-    test set untouched. ``validation="test"`` reproduces the lesson: train on all 60,000 and
+    test set untouched. ``augment`` warps training batches (``RandomAffine``: shifts and
+    rotations; off by default). ``validation="test"`` reproduces the lesson: train on all 60,000 and
     validate on the 10,000 test images.
     """
 
@@ -133,6 +144,7 @@ class MNISTDataModule(L.LightningDataModule):
         on_device: bool = True,
         folds: int | None = None,
         fold: int = 0,
+        augment: RandomAffine | None = None,
     ) -> None:
         super().__init__()
         check_folds(folds, fold, validation)
@@ -148,6 +160,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.validation, self.val_size = validation, val_size
         self.split_seed, self.shuffle_seed, self.on_device = split_seed, shuffle_seed, on_device
         self.folds, self.fold = folds, fold
+        self.augment = augment  # training batches only
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self.limit_train_batches: int | float | None = None  # set by cnnlab's own step
 
@@ -183,7 +196,12 @@ class MNISTDataModule(L.LightningDataModule):
         return order[: self.val_size], order[self.val_size :]
 
     def _loader(
-        self, split: str, batch_size: int, shuffle: bool, limit: int | float | None = None
+        self,
+        split: str,
+        batch_size: int,
+        shuffle: bool,
+        limit: int | float | None = None,
+        augment: RandomAffine | None = None,
     ) -> TensorLoader:
         images, labels = self.splits[split]
         rank, world = (
@@ -192,12 +210,12 @@ class MNISTDataModule(L.LightningDataModule):
         if split != "train":  # every rank evaluates everything: exact metrics, no padding
             rank, world = 0, 1
         order = EpochOrder(len(images), shuffle, self.shuffle_seed, rank, world)
-        loader = TensorLoader(images, labels, batch_size, order)
+        loader = TensorLoader(images, labels, batch_size, order, augment=augment)
         loader.limit = batches_within(limit, len(loader))
         return loader
 
     def train_dataloader(self) -> TensorLoader:
-        return self._loader("train", self.batch_size, True, self.limit_train_batches)
+        return self._loader("train", self.batch_size, True, self.limit_train_batches, self.augment)
 
     def val_dataloader(self) -> TensorLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

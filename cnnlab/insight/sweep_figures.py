@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 FIGURES_DIR = "figures"
 TENSORBOARD_RUN = "sweep_figures"
 OPTUNA_DB = "optuna.db"
+MAX_LABELLED_KNOBS = 3  # a point's label lists at most this many knob values
 # what a configuration costs: (trial result key, axis label, log scale)
 COSTS = [("params", "parameters", True), ("wall_time_s", "wall time per trial (s)", False)]
 
@@ -83,7 +84,7 @@ def tradeoffs_figure(
     """Mean val/acc against parameters and against mean wall time, Pareto fronts marked, each
     point labelled with its values of the varied knobs."""
     by_number = {t["trial"]: t for t in trials}
-    labels = [_label(c["values"], knobs) for c in configs]
+    labels = [_label(c, knobs) for c in configs]
     fig = Figure(figsize=(9.5, 3.8), layout="constrained")
     axes = fig.subplots(1, 2)
     accs = [c["val/acc mean"] for c in configs]
@@ -109,10 +110,23 @@ def tradeoffs_figure(
     return fig
 
 
-def _label(values: dict[str, str], knobs: dict[str, set[str]]) -> str:
-    """``model.filters=16 model.dropout=0.5`` -> ``filters=16 dropout=0.5`` (varied knobs)."""
+def _label(config: dict[str, Any], knobs: dict[str, set[str]]) -> str:
+    """``model.filters=16 model.dropout=0.5`` -> ``filters=16 dropout=0.5`` (varied knobs,
+    numbers to 4 significant digits); with more knobs than a label can hold (an Optuna search),
+    the trial numbers, as the leaderboard lists them: ``#3`` or ``#1,#4``."""
+    values = config["values"]
     shown = [key for key in sorted(knobs) if key in values]
-    return " ".join(f"{key.rsplit('.', 1)[-1]}={values[key]}" for key in shown)
+    if len(shown) > MAX_LABELLED_KNOBS:
+        return ",".join(f"#{n}" for n in config["trials"].split())
+    return " ".join(f"{key.rsplit('.', 1)[-1]}={_short(values[key])}" for key in shown)
+
+
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or len(value) <= 6 else f"{number:.4g}"
 
 
 def _mean(by_number: dict[int, dict[str, Any]], numbers: str, key: str) -> float:

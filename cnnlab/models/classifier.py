@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -35,6 +36,8 @@ for _message in ("You are using the `dataloader_iter` step flavor", "Found `data
     warnings.filterwarnings("ignore", message=_message)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # called with the parameters
+# called with the optimizer and total_steps (the run's optimizer steps), e.g. OneCycleLR's partial
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 # conf/optimizer/adam.yaml as Python (tested equal): Keras' optimizer="adam"
 KERAS_ADAM = partial(torch.optim.Adam, lr=0.001, eps=1e-07, weight_decay=0.0)
 
@@ -46,6 +49,9 @@ class MNISTClassifier(L.LightningModule):
     ``arch`` is the network (``model.*``), ``optimizer`` a partial called with the parameters
     (``optimizer.*``), ``speed`` how fast it runs, never what it computes (``speed.*``). The
     checkpoint keeps ``arch`` and ``optimizer`` as plain values (``weights_only`` loading).
+    ``scheduler`` (``scheduler.*``, optional) sets the learning rate at every optimizer step;
+    ``loss`` (``loss.*``) is the training loss, label smoothing included: validation and test
+    always report plain cross-entropy, so runs with and without smoothing compare.
     ``gradient_clip_*`` and ``accumulate_grad_batches`` are the Trainer's arguments of those
     names, applied by this module's own optimizer step (``build`` hands them over from
     ``trainer.*``; Lightning applies them only in its automatic optimization).
@@ -59,11 +65,15 @@ class MNISTClassifier(L.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
         accumulate_grad_batches: int = 1,
+        scheduler: SchedulerFactory | None = None,
+        loss: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.net = KerasCNN(arch)
         self.speed = speed
-        self.make_optimizer = optimizer
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # made at fit start
+        self.train_loss = check_loss(loss or torch.nn.CrossEntropyLoss())
         self.automatic_optimization = speed.automatic_optimization  # Lightning's own switch
         self.clip = check_clipping(gradient_clip_val, gradient_clip_algorithm)
         self.accumulate = check_accumulation(accumulate_grad_batches)
@@ -95,6 +105,7 @@ class MNISTClassifier(L.LightningModule):
         return self.net(self.speed.layout(images))
 
     def _logits_and_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Logits and plain cross-entropy: what validation and test report."""
         images, labels = batch
         logits = self(images)
         return logits, F.cross_entropy(logits, labels)
@@ -152,6 +163,8 @@ class MNISTClassifier(L.LightningModule):
             sums.append((batch_sums, images))
         if sums:
             optimizer.step()  # gradients clipped in on_before_optimizer_step
+            if self.scheduler is not None:  # Lightning steps it only in automatic optimization
+                self.scheduler.step()
         return sums
 
     def _backward(self, loss: Tensor) -> None:
@@ -164,7 +177,8 @@ class MNISTClassifier(L.LightningModule):
         """A training batch's loss, its (loss x images, correct predictions) detached, and its
         number of images."""
         images, labels = (t.to(self.device, non_blocking=True) for t in batch)
-        logits, loss = self._logits_and_loss((images, labels))
+        logits = self(images)
+        loss = self.train_loss(logits, labels)
         correct = (logits.argmax(dim=-1) == labels).sum(dtype=loss.dtype)
         return loss, torch.stack((loss.detach() * len(labels), correct)), len(labels)
 
@@ -265,9 +279,30 @@ class MNISTClassifier(L.LightningModule):
         images = batch[0] if isinstance(batch, tuple | list) else batch
         return self(images).softmax(dim=-1)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         kwargs = self.speed.optimizer_kwargs(self.make_optimizer)
-        return self.make_optimizer(self.parameters(), **kwargs)
+        optimizer = self.make_optimizer(self.parameters(), **kwargs)
+        if self.make_scheduler is None:
+            return optimizer
+        # +1: the scheduler steps after every optimizer step, so after the last one it stands
+        # at the schedule's end (the lr the epoch's log shows), not one step past it
+        self.scheduler = self.make_scheduler(optimizer, total_steps=self._optimizer_steps() + 1)
+        # Lightning saves and restores its state in checkpoints; "step": stepped per optimizer
+        # step (by Lightning in automatic optimization, by _optimizer_step otherwise)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler,
+                                                         "interval": "step"}}  # fmt: skip
+
+    def _optimizer_steps(self) -> int:
+        """The optimizer steps this fit will take, for a schedule over the whole run. Under
+        cnnlab's own step Lightning's estimate counts batches (its own accumulation is 1)."""
+        trainer = self.trainer
+        steps = trainer.estimated_stepping_batches  # also sets up the training loader
+        if self.accumulate > 1 and not self.automatic_optimization and trainer.max_epochs > 0:
+            per_epoch = math.ceil(len(trainer.train_dataloader) / self.accumulate)
+            steps = min(steps, per_epoch * trainer.max_epochs)
+        if not math.isfinite(steps):
+            raise CnnlabError("scheduler: needs a finite trainer.max_epochs or trainer.max_steps")
+        return int(steps)
 
 
 class LightningStepClassifier(MNISTClassifier):
@@ -299,6 +334,13 @@ def check_clipping(value: float | None, algorithm: str) -> tuple[float, str] | N
     if value is not None and not value >= 0:
         raise CnnlabError(f"trainer.gradient_clip_val={value!r}: must be >= 0")
     return (float(value), algorithm) if value else None
+
+
+def check_loss(loss: torch.nn.Module) -> torch.nn.Module:
+    smoothing = getattr(loss, "label_smoothing", 0.0)
+    if not 0.0 <= smoothing < 1.0:
+        raise CnnlabError(f"loss.label_smoothing={smoothing!r}: must be in [0, 1)")
+    return loss
 
 
 def check_accumulation(batches: int) -> int:

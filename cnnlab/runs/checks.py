@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig
 
 from cnnlab.errors import CnnlabError
 
-CHECKED_GROUPS = ("model", "optimizer", "speed", "data")
+CHECKED_GROUPS = ("model", "optimizer", "speed", "data", "scheduler", "loss")  # when present
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit (Lightning's seed_everything range)
 # Keys of cnnlab 0.1's config and where they live now (an old command or run says which).
 MOVED = {
@@ -42,7 +42,8 @@ class ConfigError(CnnlabError):
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad ``key=value`` of the checked groups and trainer."""
     for group in CHECKED_GROUPS:
-        node = cfg[group]
+        if not (node := cfg.get(group)):
+            continue
         check_types(node, group, hints_of(get_object(node._target_)))
     check_optimization(cfg)
     check_optimizer_values(cfg.optimizer)
@@ -108,6 +109,9 @@ def check_types(node: Mapping, prefix: str, hints: dict[str, object] | None) -> 
             continue
         if key not in hints:
             raise ConfigError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(hints))})")
+        if isinstance(value, Mapping) and "_target_" in value:  # a node of its own (data.augment)
+            check_types(value, f"{prefix}.{key}", hints_of(get_object(value._target_)))
+            continue
         if not _matches(value, hints[key]):
             raise ConfigError(f"{prefix}.{key}={value!r}: expected {_type_name(hints[key])}")
 

@@ -40,11 +40,19 @@ def run_cli(
             raise
         say(one_line(e) + moved_hint(one_line(e)) + quoting_hint(one_line(e)))
         sys.exit(2)
+    except ValueError as e:  # Hydra's for ``group=null`` where a config overrides the group
+        if wants_traceback or not str(e).startswith(NULL_GROUP):
+            raise
+        say(f"{e}: to drop a config group, write ~group (e.g. ~pruner)")
+        sys.exit(2)
     except OSError as e:  # Hydra creating the run directory: read-only or full disk
         if wants_traceback:
             raise
         say(f"cannot write {e.filename}: {e.strerror}")
         sys.exit(2)
+
+
+NULL_GROUP = "Config group override must be a string or a list. Got NoneType"
 
 
 def moved_hint(message: str) -> str:

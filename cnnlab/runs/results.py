@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.runs.files import write_text_atomically
 
 RESULT_FILE = "result.json"
 METRICS = ("val/acc", "val/loss", "test/acc", "test/loss")
+# a run's status when it ended as asked: trained in full, or stopped by Optuna's pruner
+DONE = ("finished", "pruned")
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
@@ -31,15 +33,17 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
     """The knobs that change results, flat, as TensorBoard's HPARAMS tab shows them; the speed
     switches change none, so they are in config.yaml only."""
-    knobs = {f"{group}/{k}": v if isinstance(v, int | float | str | bool) else str(v)
-             for group in ("model", "optimizer")
-             for k, v in cfg[group].items() if not k.startswith("_")}  # fmt: skip
+    knobs = {f"{group.replace('.', '/')}/{k}": _plain(v)
+             for group in ("model", "optimizer", "scheduler", "loss", "data.augment")
+             for k, v in (OmegaConf.select(cfg, group) or {}).items()
+             if not k.startswith("_")}  # fmt: skip
     folds = (
         {"data/folds": cfg.data.folds, "data/fold": cfg.data.fold} if cfg.data.get("folds") else {}
     )
     return {
         **knobs,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1],
+        "scheduler": cfg.scheduler._target_.rsplit(".", 1)[-1] if cfg.get("scheduler") else "none",
         "data/batch_size": cfg.data.batch_size,
         "data/validation": cfg.data.validation,
         **folds,
@@ -47,6 +51,10 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
         "trainer/precision": str(cfg.trainer.precision),
         "seed": cfg.seed,
     }
+
+
+def _plain(value: Any) -> int | float | str | bool:
+    return value if isinstance(value, int | float | str | bool) else str(value)
 
 
 HP_METRICS = (*METRICS, "params", "wall_time_s")  # the result keys HPARAMS shows, as hp/...

@@ -42,7 +42,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.runs.checkpoints import read_checkpoint
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.resolvers import PROJECT_ROOT
-from cnnlab.runs.results import read_result
+from cnnlab.runs.results import DONE, read_result
 
 CHECKPOINTS = ("last.ckpt", INTERRUPTED_CKPT)  # where a stopped run can continue from
 # Overrides that belong to one attempt, not to the run: recomputed on every resume.
@@ -158,8 +158,9 @@ def resume_trial(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         return None
     record = read_result(run_dir)
     same = record is None or _same_overrides(record)
-    if record and record.get("status") == "finished" and same:
-        log.info("Resume: %s already finished (val/acc %s); skipped", run_dir, record["val/acc"])
+    if record and record.get("status") in DONE and same:
+        log.info("Resume: %s already %s (val/acc %s); skipped", run_dir, record["status"],
+                 record["val/acc"])  # fmt: skip
         return record
     interrupted = record is None or record.get("status") == "interrupted"
     if same and interrupted and (newest := continue_from(run_dir)):

@@ -21,6 +21,12 @@ MULTIRUN_FILE = "multirun.yaml"
 
 def swept_keys(sweep_dir: Path) -> list[str] | None:
     """The keys the sweep varies, sorted; None where ``sweep_dir`` holds no sweep definition."""
+    swept = swept_overrides(sweep_dir)
+    return None if swept is None else sorted(swept)
+
+
+def swept_overrides(sweep_dir: Path) -> dict[str, Override] | None:
+    """The sweep's last definition of each knob it varies, by key (None: no definition)."""
     path = Path(sweep_dir) / MULTIRUN_FILE
     if not path.is_file():
         return None
@@ -28,7 +34,7 @@ def swept_keys(sweep_dir: Path) -> list[str] | None:
     params = hydra.sweeper.get("params") or {}
     args = [f"{key}={value}" for key, value in params.items()] + list(hydra.overrides.task)
     last = {o.key_or_group: o for o in OverridesParser.create().parse_overrides(args)}
-    return sorted(key for key, override in last.items() if _varies(override))
+    return {key: override for key, override in last.items() if _varies(override)}
 
 
 def _varies(override: Override) -> bool:
@@ -43,10 +49,21 @@ def _varies(override: Override) -> bool:
 def trial_name(sweep_dir: str, task_overrides: list[str], override_dirname: str) -> str:
     """A trial's overrides of the swept knobs, ``key=value`` joined by commas in key order
     (as Hydra's ``override_dirname``); all of ``override_dirname`` where the sweep's definition
-    is not known or varies nothing."""
-    keys = swept_keys(Path(sweep_dir))
-    if not keys:
+    is not known or varies nothing. A value Optuna drew from an ``interval(...)`` is shown to
+    4 significant digits (``result.json`` and ``config.yaml`` keep it exact)."""
+    swept = swept_overrides(Path(sweep_dir))
+    if not swept:
         return override_dirname
     parsed = OverridesParser.create().parse_overrides(list(task_overrides))
-    mine = {o.key_or_group: o.input_line for o in parsed if o.key_or_group in keys}
-    return ",".join(mine[key].lstrip("+~") for key in sorted(mine)) or override_dirname
+    mine = {o.key_or_group: o for o in parsed if o.key_or_group in swept}
+    shown = [
+        _shown(mine[key], isinstance(swept[key].value(), IntervalSweep)) for key in sorted(mine)
+    ]
+    return ",".join(shown) or override_dirname
+
+
+def _shown(override: Override, drawn: bool) -> str:
+    value = override.value()
+    if drawn and isinstance(value, float):
+        return f"{override.key_or_group}={value:.4g}"
+    return override.input_line.lstrip("+~")

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.callbacks.best_metrics import BestMetrics
+from cnnlab.callbacks.pruning import OptunaPruning
 from cnnlab.callbacks.signals import Signalled, as_interruption, signals_stop_the_run
 from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
@@ -32,7 +33,7 @@ from cnnlab.runs.checks import check_config
 from cnnlab.runs.files import WriteError, write_text_atomically
 from cnnlab.runs.preflight import check_memory, check_room
 from cnnlab.runs.resolvers import PROJECT_ROOT
-from cnnlab.runs.results import METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
+from cnnlab.runs.results import DONE, METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
 from cnnlab.runs.resume import resume_trial
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,16 @@ OWN_LIMIT = "limit_train_batches"
 
 
 def build_model(cfg: DictConfig) -> MNISTClassifier:
-    """The LightningModule from the config's ``model`` (the Arch), ``optimizer`` and ``speed``,
-    with ``trainer.gradient_clip_*`` and ``accumulate_grad_batches`` when it steps itself."""
+    """The LightningModule from the config's ``model`` (the Arch), ``optimizer``, ``speed``,
+    ``scheduler`` and ``loss``, with ``trainer.gradient_clip_*`` and
+    ``accumulate_grad_batches`` when it steps itself."""
     speed = instantiate(cfg.speed)
+    recipe = {group: instantiate(cfg[group]) if cfg.get(group) else None
+              for group in ("scheduler", "loss")}  # fmt: skip
     return make_classifier(
-        instantiate(cfg.model), instantiate(cfg.optimizer), speed, **own_step_args(cfg, speed)
-    )
+        instantiate(cfg.model), instantiate(cfg.optimizer), speed, **recipe,
+        **own_step_args(cfg, speed),
+    )  # fmt: skip
 
 
 def own_step_args(cfg: DictConfig, speed: Speed) -> dict[str, Any]:
@@ -110,6 +115,9 @@ def fit_and_test(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
     record.update(
         {k: best.get(k) for k in METRICS if k.startswith("val/")}, best_epoch=best.get("epoch")
     )
+    pruned = [c.pruned_after for c in parts.callbacks if isinstance(c, OptunaPruning)]
+    if pruned and pruned[0] is not None:
+        record["pruned_after_epochs"] = pruned[0]  # Optuna's pruner stopped it there
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     record["checkpoint"] = ckpt or None
     if cfg.test:
@@ -158,7 +166,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             parts.model.speed.tune_process()
             outcome = fit_and_test(cfg, parts)
             trainer = outcome.pop("trainer")
-            record.update(outcome, status="finished")
+            pruned = "pruned_after_epochs" in outcome
+            record.update(outcome, status="pruned" if pruned else "finished")
     except (Exception, KeyboardInterrupt, SystemExit, Signalled) as caught:  # recorded, never lost
         e = as_interruption(caught, run_dir)  # a line for the user, the traceback in the log
         if exit_code(e) == 1 and not isinstance(e, CnnlabError):
@@ -173,7 +182,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except WriteError as e:  # a full disk: the user still gets the run's own line, and this
         error = f"{record['error']}; and {e}" if record.get("error") else str(e)
         record.update(error=error, exit_code=record.get("exit_code") or e.exit_code)
-        if record["status"] == "finished":
+        if record["status"] in DONE:
             record["status"] = "failed"
     if trainer is not None:
         log_hparams(trainer.loggers, hparams_of(cfg), record)
@@ -182,7 +191,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def report(record: dict[str, Any]) -> None:
     """The final summary a user reads, in the lesson's words."""
-    if record["status"] != "finished":
+    if record["status"] not in DONE:
         label = "error" if record["status"] == "failed" else record["status"]
         say(record["error"], label)
         return
@@ -192,5 +201,7 @@ def report(record: dict[str, Any]) -> None:
     run_dir = record["run_dir"]
     print(f"\nTest loss: {record.get('test/loss')}\nTest accuracy: {record.get('test/acc')}")
     print(f"Best val accuracy: {record['val/acc']} (epoch {record['best_epoch']})")
+    if record["status"] == "pruned":
+        print(f"Pruned by Optuna after {record['pruned_after_epochs']} epoch(s)")
     print(f"Parameters: {record['params']:,}   wall time: {record['wall_time_s']} s")
     print(f"Run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {shlex.quote(run_dir)}")

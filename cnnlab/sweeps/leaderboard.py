@@ -3,7 +3,8 @@ configuration (trials that differ only in seed or fold, ``cnnlab.sweeps.configur
 
 Built only from the trials' own ``result.json`` files, so it can be rebuilt at any time (after a
 crash, a resume, or while a sweep still runs) and every launcher (local, joblib, submitit,
-Optuna) gets the same table. A trial directory without a result is listed as ``unfinished``.
+Optuna) gets the same table. A trial directory without a result is listed as ``unfinished``;
+a trial that Optuna's pruner stopped is ``pruned``, ranked after the finished ones.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from omegaconf import OmegaConf
 from cnnlab.errors import say
 from cnnlab.insight.sweep_figures import draw_sweep_figures, sweep_figures
 from cnnlab.runs.files import WriteError, write_csv_atomically, write_text_atomically
-from cnnlab.runs.results import RESULT_FILE, hparams_of, read_result, write_sweep_experiment
+from cnnlab.runs.results import (
+    DONE,
+    RESULT_FILE,
+    hparams_of,
+    read_result,
+    write_sweep_experiment,
+)
 from cnnlab.runs.swept import swept_keys
 from cnnlab.sweeps import configurations
 
@@ -45,7 +52,8 @@ def _job_number(trial_dir: Path) -> int:
 
 
 def rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Leaderboard rows, ranked: finished trials by val/acc (best first), then the others."""
+    """Leaderboard rows, ranked: finished trials by val/acc (best first), then pruned ones,
+    then the others."""
     rows = []
     for trial_dir in trial_dirs(sweep_dir):
         record = read_result(trial_dir) or {"status": "unfinished"}
@@ -60,9 +68,12 @@ def rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _rank_key(row: dict[str, Any]) -> tuple[bool, float]:
-    finished = row["status"] == "finished" and row["val/acc"] is not None
-    return (not finished, -row["val/acc"] if finished else 0.0)
+def _rank_key(row: dict[str, Any]) -> tuple[int, float]:
+    """Finished trials first, then pruned ones (their val/acc is of fewer epochs), each by
+    val/acc; then the rest."""
+    if row["status"] in DONE and row["val/acc"] is not None:
+        return (DONE.index(row["status"]), -row["val/acc"])
+    return (len(DONE), 0.0)
 
 
 def _cell(value: Any, column: str) -> str:
@@ -79,7 +90,7 @@ def shared_overrides(rows: list[dict[str, Any]]) -> set[str]:
     return set.intersection(*(set(row["overrides"].split()) for row in rows)) if rows else set()
 
 
-def to_markdown(rows: list[dict[str, Any]]) -> str:
+def to_markdown(rows: list[dict[str, Any]], grouped: list[dict[str, Any]]) -> str:
     """The trials' table, then the configurations' (mean ± std over seeds and folds); the
     overrides every trial shares are listed once, above them."""
     shared = shared_overrides(rows)
@@ -90,17 +101,18 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
         cells = [_cell(own if c == "overrides" else row[c], c) for c in SHOWN]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Configurations (trials that differ only in seed or data.fold, finished ones):"]
-    lines += ["", configurations.to_markdown(configurations.configurations(rows), shared)]
+    lines += ["", configurations.to_markdown(grouped, shared)]
     return "\n".join(lines)
 
 
-def write_leaderboard(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write_leaderboard(
+    sweep_dir: Path, rows: list[dict[str, Any]], grouped: list[dict[str, Any]]
+) -> None:
     """Write leaderboard.csv, leaderboard_configurations.csv and leaderboard.md into the sweep
     directory."""
     write_csv_atomically(sweep_dir / CSV_FILE, COLUMNS, rows)
-    grouped = configurations.configurations(rows)
     write_csv_atomically(sweep_dir / configurations.CSV_FILE, configurations.COLUMNS, grouped)
-    write_text_atomically(sweep_dir / MARKDOWN_FILE, to_markdown(rows))
+    write_text_atomically(sweep_dir / MARKDOWN_FILE, to_markdown(rows, grouped))
 
 
 def _write_experiment(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -113,10 +125,11 @@ def _write_experiment(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
         write_sweep_experiment(sweep_dir, hparams, [key.replace(".", "/") for key in swept])
 
 
-def _write_hparams_and_figures(sweep_dir: Path, rows: list[dict[str, Any]]) -> bool:
+def _write_hparams_and_figures(
+    sweep_dir: Path, rows: list[dict[str, Any]], grouped: list[dict[str, Any]]
+) -> bool:
     """The sweep's HPARAMS columns and figures (``cnnlab.insight.sweep_figures``); False if
     they could not be saved (said in one line: the leaderboard is written all the same)."""
-    grouped = configurations.configurations(rows)
     figures = sweep_figures(sweep_dir, rows, grouped, configurations.varied_knobs(rows))
     try:
         _write_experiment(sweep_dir, rows)
@@ -132,19 +145,22 @@ def _write_hparams_and_figures(sweep_dir: Path, rows: list[dict[str, Any]]) -> b
 def summarize(sweep_dir: Path) -> int:
     """Write and print the leaderboard; return the exit status a sweep should end with."""
     rows = rows_of(sweep_dir)
-    failed = [row for row in rows if row["status"] != "finished"]
-    print(f"\nLeaderboard of {sweep_dir} ({len(rows)} trials, {len(failed)} not finished):")
-    print(to_markdown(rows))
+    failed = [row for row in rows if row["status"] not in DONE]
+    pruned = sum(row["status"] == "pruned" for row in rows)
+    print(f"\nLeaderboard of {sweep_dir} ({len(rows)} trials, {pruned} pruned, "
+          f"{len(failed)} not finished):")  # fmt: skip
+    grouped = configurations.configurations(rows)  # one row per configuration
+    print(to_markdown(rows, grouped))
     saved = True
     try:
-        write_leaderboard(sweep_dir, rows)
+        write_leaderboard(sweep_dir, rows, grouped)
         print(f"Written: {sweep_dir / MARKDOWN_FILE}, {sweep_dir / CSV_FILE}, "
               f"{sweep_dir / configurations.CSV_FILE}")  # fmt: skip
     except WriteError as e:  # a read-only sweep (an archive, a colleague's): printed, not saved
         say(f"{sweep_dir}: leaderboard printed but not saved: {e}")
         saved = False
     if saved:
-        saved = _write_hparams_and_figures(sweep_dir, rows)
+        saved = _write_hparams_and_figures(sweep_dir, rows, grouped)
     print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(sweep_dir))}")
     for row in failed:
         say(f"trial {row['trial']} {row['status']}: {row['error'] or ''}")

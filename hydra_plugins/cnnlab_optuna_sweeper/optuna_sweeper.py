@@ -5,13 +5,19 @@ SQLite storage); its 1.4 candidates need hydra-core 1.4. This sweeper is the par
 needs, on current Optuna: the search space in Hydra's override grammar (``choice(...)``,
 ``range(...)``, ``interval(...)``, ``tag(log, interval(...))``, or ``a,b,c``), trials launched
 in batches through whatever Hydra launcher is configured (basic, joblib, submitit), each
-trial's return value (validation accuracy; None for a failed trial) told back to the study.
-The study lives in SQLite in the sweep directory, so ``resume=<sweep dir>`` continues it.
+trial's return value (validation accuracy; None for a failed trial) told back to the study,
+and a trial that its pruner stopped (cnnlab.callbacks.pruning: ``result.json`` says "pruned")
+told as pruned. With ``n_jobs`` > 1 (a launcher that runs trials in processes of their own:
+joblib, submitit), each trial is launched alone from one of ``n_jobs`` threads, and a new one
+is asked for as soon as any ends: a pruned trial frees its slot at once, where launching
+batches would wait for the batch's slowest. The study lives in SQLite in the sweep directory,
+so ``resume=<sweep dir>`` continues it.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import optuna
@@ -28,7 +34,10 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import TrialState
+from optuna.trial import Trial, TrialState
+
+from cnnlab.callbacks.pruning import storage_url
+from cnnlab.runs.results import read_result
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +61,13 @@ def distribution(override: Override) -> BaseDistribution:
 def search_space(params: dict[str, str], arguments: list[str]) -> tuple[dict, list[str]]:
     """The space (config ``params`` + sweep overrides) and the fixed overrides of every trial.
 
-    Later wins: ``trainer.max_epochs=1`` on the command line takes that knob out of the space.
+    Later wins: ``trainer.max_epochs=1`` on the command line takes that knob out of the space,
+    and ``trainer.max_epochs=choice(1,4)`` after it puts it back.
     """
     lines = [f"{key}={value}" for key, value in params.items()] + list(arguments)
-    space, fixed = {}, []
-    for override in OverridesParser.create().parse_overrides(lines):
-        if override.is_sweep_override():
-            space[override.get_key_element()] = distribution(override)
-        else:
-            space.pop(override.get_key_element(), None)
-            fixed.append(override.input_line)
+    last = {o.key_or_group: o for o in OverridesParser.create().parse_overrides(lines)}
+    space = {o.get_key_element(): distribution(o) for o in last.values() if o.is_sweep_override()}
+    fixed = [o.input_line for o in last.values() if not o.is_sweep_override()]
     return space, fixed
 
 
@@ -94,22 +100,48 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = self.load_study(sweep_dir)
-        while (left := self.n_trials - len(study.trials)) > 0:
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, left))]
-            batch = [fixed + [f"{k}={v}" for k, v in t.params.items()] for t in trials]
-            returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-            for trial, job in zip(trials, returns, strict=True):
-                value = outcome(job)
-                study.tell(trial, value, state=TrialState.FAIL if value is None else None)
+        # Hydra's basic launcher runs a trial in this process: one at a time, in the main
+        # thread (where cnnlab's trials install their signal handlers)
+        in_process = str(self.config.hydra.launcher._target_).endswith(".BasicLauncher")
+        slots = 1 if in_process else self.n_jobs
+        if slots == 1:
+            while len(study.trials) < self.n_trials:
+                trial = study.ask(space)
+                tell(study, trial, self.launch(trial, fixed))
+        else:
+            self.launch_in_slots(study, space, fixed, slots)
         if any(t.state == TrialState.COMPLETE for t in study.trials):
             log.info("Best trial #%d: %s = %s", study.best_trial.number, study.best_params,
                      study.best_value)  # fmt: skip
+
+    def launch(self, trial: Trial, fixed: list[str]) -> JobReturn:
+        """Run one trial through the launcher, as job number ``trial.number``."""
+        overrides = fixed + [f"{k}={v}" for k, v in trial.params.items()]
+        (job,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+        return job
+
+    def launch_in_slots(
+        self, study: optuna.Study, space: dict, fixed: list[str], slots: int
+    ) -> None:
+        """``slots`` trials at a time, each launched from a thread of its own; the next trial
+        is asked for as soon as one ends (the study is only touched from this thread)."""
+        with ThreadPoolExecutor(slots, thread_name_prefix="trial") as pool:
+            running: dict[Future, Trial] = {}
+            while True:
+                while len(running) < slots and len(study.trials) < self.n_trials:
+                    trial = study.ask(space)
+                    running[pool.submit(self.launch, trial, fixed)] = trial
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    tell(study, running.pop(future), future.result())
 
     def load_study(self, sweep_dir: Path) -> optuna.Study:
         """Create the study, or load it to go on; trials left running by a crash count failed."""
         study = optuna.create_study(
             study_name=self.study_name,
-            storage=self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
+            storage=storage_url(self.storage, sweep_dir),
             sampler=optuna.samplers.TPESampler(seed=self.seed),
             direction=self.direction,
             load_if_exists=True,
@@ -117,6 +149,17 @@ class OptunaSweeper(Sweeper):
         for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(stale.number, state=TrialState.FAIL)
         return study
+
+
+def tell(study: optuna.Study, trial: Trial, job: JobReturn) -> None:
+    """Tell the study how the trial ended: its value, pruned (the trial's own result.json says
+    so; Optuna then takes its last reported value), or failed."""
+    record = read_result(Path(job.hydra_cfg.hydra.runtime.output_dir)) if job.hydra_cfg else None
+    if record and record.get("status") == "pruned" and job.status == JobStatus.COMPLETED:
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    value = outcome(job)
+    study.tell(trial, value, state=TrialState.FAIL if value is None else None)
 
 
 def outcome(job: JobReturn) -> float | None:

@@ -38,6 +38,14 @@ from tests.helpers import cli, result_of, run_dirs
         ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be an int"),
         ("+trainer.gradient_clip_algorithm=max", "gradient_clip_algorithm='max': must be one of"),
         ("+trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: must be >= 0"),
+        ("loss.label_smoothing=1.5", "loss.label_smoothing=1.5: must be in [0, 1)"),
+        ("loss.label_smoothing=lots", "loss.label_smoothing='lots': expected float"),
+        ("data.augment.shift=-1", "data.augment.shift=-1: must be in [0, 8]"),
+        ("data.augment.rotate=360", "data.augment.rotate=360: must be in [0, 180]"),
+        ("+data.augment.flip=true", "data.augment.flip: unknown key"),
+        ("scheduler=cosine", "scheduler/cosine"),
+        ("scheduler.max_lr=0.01", "scheduler.max_lr"),  # no scheduler chosen: nothing to set
+        ("pruner=null", "to drop a config group, write ~group"),
     ],
 )
 def test_bad_override_is_one_clear_line(tmp_path, override, message):

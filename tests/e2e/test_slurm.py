@@ -11,10 +11,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
 from tests.helpers import (
+    OPTUNA_EPOCHS_ONLY,
     ROOT,
     TINY,
     cli,
@@ -23,6 +25,7 @@ from tests.helpers import (
     result_of,
     steps,
     sweep_dir_of,
+    threshold_pruner,
     train_run,
     trial_dir,
     wait_for,
@@ -176,3 +179,23 @@ def test_a_requeued_trial_continues_from_its_checkpoint_as_if_never_stopped(slur
     assert steps(trial, "val/acc") == steps(reference, "val/acc")
     assert not list(trial.glob("attempt-*"))  # continued in place, not started over
     assert [r["status"] for r in leaderboard(sweep_dir)] == ["finished"]
+
+
+def test_an_optuna_search_on_slurm_runs_each_trial_as_a_job_and_prunes_it_there(slurm, tmp_path):
+    """Two slots: each trial its own sbatch job (no batch waits for its slowest); the trials
+    report to the study's SQLite storage from the job, and the 4-epoch ones are pruned."""
+    search = [*OPTUNA_EPOCHS_ONLY, "trainer.max_epochs=choice(1,4)", *threshold_pruner(2),
+              "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=3"]  # fmt: skip
+    done = slurm_cli(slurm, *search, output_dir=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:] + slurm.log()
+    sweep_dir = sweep_dir_of(tmp_path)
+    study = optuna.load_study(
+        study_name="optuna_search", storage=f"sqlite:///{sweep_dir}/optuna.db"
+    )
+    assert [t.params["trainer.max_epochs"] for t in study.trials] == [4, 1, 1]  # seeded
+    assert [t.state.name for t in study.trials] == ["PRUNED", "COMPLETE", "COMPLETE"]
+    assert list(study.trials[0].intermediate_values) == [1, 2]
+    statuses = {int(r["trial"]): r["status"] for r in leaderboard(sweep_dir)}
+    assert statuses == {0: "pruned", 1: "finished", 2: "finished"}
+    assert result_of(trial_dir(sweep_dir, 0))["pruned_after_epochs"] == 2
+    assert len(submission_scripts(sweep_dir)) == 3  # a submission per trial

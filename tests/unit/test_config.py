@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bench.plain_loop import compose_train_config
+from cnnlab.data.augment import RandomAffine
 from cnnlab.data.datamodule import MNISTDataModule
 from cnnlab.models.arch import Arch
 from cnnlab.models.classifier import KERAS_ADAM, MNISTClassifier, optimizer_config
@@ -38,9 +39,23 @@ def test_python_defaults_are_the_yaml_defaults():
         **yaml_of("optimizer", "adam"),
     }
     data = inspect.signature(MNISTDataModule.__init__).parameters
-    for key, value in yaml_of("data", "mnist").items():
+    data_yaml = yaml_of("data", "mnist")
+    # augment: None in Python and RandomAffine's own defaults in the YAML are both "off"
+    augment = {k: v for k, v in data_yaml.pop("augment").items() if not k.startswith("_")}
+    assert augment == defaults_of(RandomAffine) and not RandomAffine().active
+    for key, value in data_yaml.items():
         if data[key].default is not inspect.Parameter.empty and not str(value).startswith("${"):
             assert data[key].default == value, key
+    # the module's default training loss is the YAML's: plain cross-entropy
+    assert (
+        MNISTClassifier().train_loss.label_smoothing
+        == yaml_of("loss", "cross_entropy")["label_smoothing"]
+    )
+
+
+def defaults_of(target: type) -> dict:
+    params = inspect.signature(target.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.name != "self"}
 
 
 def test_the_default_config_builds_the_lessons_model_with_its_optimizer():

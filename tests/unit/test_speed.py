@@ -82,13 +82,14 @@ def fit_steps(
     accumulate_grad_batches: int = 1,
     max_steps: int = -1,
     epochs: int = 1,
+    recipe: dict | None = None,
     **options: object,
 ) -> tuple[MNISTClassifier, dict[str, float]]:
     """Real Trainer steps on fixed random batches (70 images: four batches of 16 and one of
     6), deterministic, plain speed switches but cnnlab's own optimizer step unless
     ``automatic_optimization=True``: the weights and the logged metrics. Clipping and
     accumulation go to the Trainer under automatic optimization, to cnnlab's own step
-    otherwise (as ``build`` does)."""
+    otherwise (as ``build`` does); ``recipe``: the module's ``scheduler`` and ``loss``."""
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.rand(70, 1, 28, 28), torch.randint(0, 10, (70,)))
     stepping = {"gradient_clip_val": gradient_clip_val,
@@ -96,7 +97,8 @@ def fit_steps(
     options.setdefault("automatic_optimization", False)
     automatic = options["automatic_optimization"]
     speed = replace(PLAIN, **options)
-    model = make_classifier(Arch(), KERAS_ADAM, speed, **({} if automatic else stepping))
+    own_step = {} if automatic else stepping
+    model = make_classifier(Arch(), KERAS_ADAM, speed, **own_step, **(recipe or {}))
     trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, limit_train_batches=steps,
                         logger=False, callbacks=[], deterministic=True,
                         enable_checkpointing=False, enable_progress_bar=False,
