@@ -4,7 +4,7 @@ Why our own: hydra-optuna-sweeper 1.2/1.3.0.dev0 require optuna < 3 (and old SQL
 SQLite storage); its 1.4 candidates need hydra-core 1.4. This sweeper is the part of it cnnlab
 needs, on current Optuna: the search space in Hydra's override grammar (``choice(...)``,
 ``range(...)``, ``interval(...)``, ``tag(log, interval(...))``, or ``a,b,c``), trials launched
-in batches through whatever Hydra launcher is configured (basic, joblib, submitit), each
+through whatever Hydra launcher is configured (basic, joblib, submitit), each
 trial's return value (validation accuracy; None for a failed trial) told back to the study,
 and a trial that its pruner stopped (cnnlab.callbacks.pruning: ``result.json`` says "pruned")
 told as pruned. With ``n_jobs`` > 1 (a launcher that runs trials in processes of their own:

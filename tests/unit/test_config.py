@@ -97,3 +97,23 @@ def test_a_checkpoint_of_cnnlab_0_1s_flat_layout_still_loads():
     assert model.hparams["arch"]["filters"] == 2 and model.hparams["optimizer"]["lr"] == 0.001
     for name, weight in saved["state_dict"].items():
         assert torch.equal(model.state_dict()[name], weight), name
+
+
+# what docs/sweeps.md's seed table confirmed: the search's trial as command-line overrides
+CONFIRMED_RECIPE = ["scheduler=onecycle", "scheduler.max_lr=0.0059", "scheduler.pct_start=0.17",
+                    "data.batch_size=64", "loss.label_smoothing=0.084", "data.augment.shift=0.93",
+                    "data.augment.rotate=9.9"]  # fmt: skip
+
+
+def test_experiment_tuned_is_the_confirmed_recipe_on_the_lessons_unchanged_model():
+    tuned, confirmed = (
+        compose_train_config(["experiment=tuned"]),
+        compose_train_config(CONFIRMED_RECIPE),
+    )
+    assert tuned.name == "tuned"
+    for group in ("model", "optimizer", "scheduler", "loss", "data", "trainer", "speed"):
+        assert tuned[group] == confirmed[group], group
+    assert tuned.model == compose_train_config([]).model  # the architecture is not tuned
+    model = build_model(tuned)
+    assert sum(p.numel() for p in model.parameters()) == 1_199_882
+    assert model.train_loss.label_smoothing == 0.084 and tuned.trainer.max_epochs == 5
