@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnlab import CLASS_NAMES
+from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError
 from cnnlab.models.arch import Arch
 from cnnlab.models.keras_cnn import KerasCNN
@@ -293,16 +294,23 @@ class MNISTClassifier(L.LightningModule):
                                                          "interval": "step"}}  # fmt: skip
 
     def _optimizer_steps(self) -> int:
-        """The optimizer steps this fit will take, for a schedule over the whole run. Under
-        cnnlab's own step Lightning's estimate counts batches (its own accumulation is 1)."""
+        """The optimizer steps this fit will take, for a schedule over the whole run: the
+        epochs' batches (a fresh training loader of the datamodule: Lightning's
+        ``estimated_stepping_batches`` sets up the fit loop's data this early, and a resume
+        then loses its place in the epoch), an optimizer step per ``accumulate`` of them and
+        one at each epoch's end, at most ``max_steps``."""
         trainer = self.trainer
-        steps = trainer.estimated_stepping_batches  # also sets up the training loader
-        if self.accumulate > 1 and not self.automatic_optimization and trainer.max_epochs > 0:
-            per_epoch = math.ceil(len(trainer.train_dataloader) / self.accumulate)
-            steps = min(steps, per_epoch * trainer.max_epochs)
-        if not math.isfinite(steps):
+        batches = len(trainer.datamodule.train_dataloader())
+        accumulate = self.accumulate
+        if self.automatic_optimization:  # Lightning applies the limit and accumulation itself
+            batches = batches_within(trainer.limit_train_batches, batches) or batches
+            accumulate = trainer.accumulate_grad_batches
+        steps = math.ceil(batches / accumulate) * max(trainer.max_epochs or 0, 0)
+        if trainer.max_steps >= 0:
+            steps = min(steps, trainer.max_steps) if steps else trainer.max_steps
+        if steps < 1:
             raise CnnlabError("scheduler: needs a finite trainer.max_epochs or trainer.max_steps")
-        return int(steps)
+        return steps
 
 
 class LightningStepClassifier(MNISTClassifier):

@@ -25,9 +25,11 @@ from tests.helpers import (
 )
 
 
-def signal_after_first_epoch(output_dir: Path, signum: int) -> tuple[int, str, Path]:
+def signal_after_first_epoch(
+    output_dir: Path, signum: int, *overrides: str
+) -> tuple[int, str, Path]:
     """Run TWO_EPOCHS, send ``signum`` once epoch 0's last.ckpt exists: exit, stderr, run dir."""
-    cmd = [sys.executable, "-m", "cnnlab.train", *TWO_EPOCHS]
+    cmd = [sys.executable, "-m", "cnnlab.train", *TWO_EPOCHS, *overrides]
     env = cli_env(output_dir)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -83,6 +85,25 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterru
     assert steps(run_dir, "train/loss") == steps(uninterrupted, "train/loss") == [20, 40]
     assert steps(run_dir, "lr-Adam") == steps(uninterrupted, "lr-Adam")
     assert interrupted.is_file()  # kept: nothing the user had is deleted
+
+
+def test_the_training_recipe_resumes_as_if_never_stopped(mnist_dir, tmp_path):
+    """The one-cycle schedule's position and the augmentation's draws survive an interrupt."""
+    recipe = ["scheduler=onecycle", "loss.label_smoothing=0.1", "data.augment.shift=1",
+              "data.augment.rotate=10"]  # fmt: skip
+    reference, _ = train_run(tmp_path / "whole", *TWO_EPOCHS, *recipe)
+    code, stderr, run_dir = signal_after_first_epoch(tmp_path / "cut", signal.SIGINT, *recipe)
+    assert code == 130, stderr[-2000:]
+    resumed = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path / "cut")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final, whole = (
+        weights(run_dir / "checkpoints/last.ckpt"),
+        weights(reference / "checkpoints/last.ckpt"),
+    )
+    assert all(torch.equal(final[k], whole[k]) for k in whole)
+    assert result_of(run_dir)["test/acc"] == result_of(reference)["test/acc"]
+    ckpt = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["lr_schedulers"][0]["last_epoch"] == 40  # stepped once per optimizer step
 
 
 def test_sigterm_stops_cleanly_with_exit_143(mnist_dir, tmp_path):

@@ -76,6 +76,17 @@ def test_keep_freed_memory_is_a_switch():
         keep_freed_memory("yes")
 
 
+class Batches(L.LightningDataModule):
+    """A dataset in batches of 16, in order, as a datamodule (a scheduler's length reads it)."""
+
+    def __init__(self, data: torch.utils.data.Dataset) -> None:
+        super().__init__()
+        self.data = data
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.data, batch_size=16)
+
+
 def fit_steps(
     steps: int | float | None = 4,
     gradient_clip_val: float | None = None,
@@ -103,7 +114,7 @@ def fit_steps(
                         logger=False, callbacks=[], deterministic=True,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, **(stepping if automatic else {}))  # fmt: skip
-    trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=16))
+    trainer.fit(model, datamodule=Batches(data))
     return model, {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
