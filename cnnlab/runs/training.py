@@ -115,9 +115,9 @@ def fit_and_test(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
     record.update(
         {k: best.get(k) for k in METRICS if k.startswith("val/")}, best_epoch=best.get("epoch")
     )
-    pruned = [c.pruned_after for c in parts.callbacks if isinstance(c, OptunaPruning)]
-    if pruned and pruned[0] is not None:
-        record["pruned_after_epochs"] = pruned[0]  # Optuna's pruner stopped it there
+    pruned = next((c.pruned_after for c in parts.callbacks if isinstance(c, OptunaPruning)), None)
+    if pruned is not None:
+        record["pruned_after_epochs"] = pruned  # Optuna's pruner stopped it there
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     record["checkpoint"] = ckpt or None
     if cfg.test:
