@@ -128,11 +128,11 @@ class ThroughputCallback(L.Callback):
         self.meter.restart()
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        self.before = (trainer.global_step, pl_module.train_images)
+        self.before = (pl_module.optimizer_steps, pl_module.train_images)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
         """Counts the optimizer steps and images of the Lightning step that just ended."""
-        steps, images = trainer.global_step, pl_module.train_images
+        steps, images = pl_module.optimizer_steps, pl_module.train_images
         self.meter.step_done(images - self.before[1], steps - self.before[0])
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

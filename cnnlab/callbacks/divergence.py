@@ -42,7 +42,7 @@ class StopOnNonFiniteLoss(L.Callback):
             return
         finite = torch.isfinite(losses.detach()).all()
         self._finite = finite if self._finite is None else self._finite & finite
-        if trainer.global_step - self._since_step >= self.check_every_n_steps:
+        if pl_module.optimizer_steps - self._since_step >= self.check_every_n_steps:
             self._check(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -55,9 +55,10 @@ class StopOnNonFiniteLoss(L.Callback):
     def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._finite is not None and not bool(self._finite):
             lr = pl_module.hparams.get("optimizer", {}).get("lr")
+            step, epoch = pl_module.optimizer_steps, trainer.current_epoch
             raise TrainingDiverged(
                 f"training diverged: the training loss became NaN or infinite between steps "
-                f"{self._since_step} and {trainer.global_step} (epoch {trainer.current_epoch}); "
+                f"{self._since_step} and {step} (epoch {epoch}); "
                 f"optimizer.lr={lr} is likely too high. Checkpoints saved before are kept."
             )
-        self._finite, self._since_step = None, trainer.global_step
+        self._finite, self._since_step = None, pl_module.optimizer_steps

@@ -178,9 +178,11 @@ class Figures(L.Callback):
         self._publish(trainer, "feature_maps", maps)
 
     def _publish(self, trainer: L.Trainer, name: str, fig: Figure) -> None:
-        """Save as PNG and add to every TensorBoard logger, at the current global step."""
+        """Save as PNG and add to every TensorBoard logger, at the module's optimizer step."""
         self.dirpath.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.dirpath / f"{name}.png", dpi=100)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure(f"figures/{name}", fig, trainer.global_step)
+                logger.experiment.add_figure(
+                    f"figures/{name}", fig, trainer.lightning_module.optimizer_steps
+                )

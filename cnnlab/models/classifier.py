@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from functools import partial
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -28,8 +28,19 @@ from cnnlab.perf.speed import LEAN_ACC, LEAN_MEAN, Speed
 
 log = logging.getLogger(__name__)
 Batch = tuple[Tensor, Tensor]
+
+
+class Outputs(NamedTuple):
+    """A training batch's outputs, detached, kept until its execution's end."""
+
+    loss: Tensor  # the batch's mean training loss
+    logits: Tensor
+    labels: Tensor
+
+
 BatchIterator = Iterator[tuple[Batch, int, int]]  # Lightning's dataloader_iter: batch, index, 0
 CLIP_ALGORITHMS = ("norm", "value")
+STEPS_KEY = "optimizer_steps"  # cnnlab's count of optimizer steps, in every checkpoint
 # Lightning warns on every fit that the dataloader_iter flavour is experimental and that hooks'
 # batch_idx may not match the last batch consumed: cnnlab chose the flavour for that reason
 # (steps_per_execution), its callbacks count optimizer steps, and tests pin what it does.
@@ -53,9 +64,10 @@ class MNISTClassifier(L.LightningModule):
     ``scheduler`` (``scheduler.*``, optional) sets the learning rate at every optimizer step;
     ``loss`` (``loss.*``) is the training loss, label smoothing included: validation and test
     always report plain cross-entropy, so runs with and without smoothing compare.
-    ``gradient_clip_*`` and ``accumulate_grad_batches`` are the Trainer's arguments of those
-    names, applied by this module's own optimizer step (``build`` hands them over from
-    ``trainer.*``; Lightning applies them only in its automatic optimization).
+    ``gradient_clip_*``, ``accumulate_grad_batches`` and ``max_steps`` are the Trainer's
+    arguments of those names, applied by this module's own optimizer step (``build`` hands them
+    over from ``trainer.*``; Lightning applies the first three only in its automatic
+    optimization, and counts ``max_steps`` in training steps, which here are executions).
     """
 
     def __init__(
@@ -68,6 +80,7 @@ class MNISTClassifier(L.LightningModule):
         accumulate_grad_batches: int = 1,
         scheduler: SchedulerFactory | None = None,
         loss: torch.nn.Module | None = None,
+        max_steps: int = -1,
     ) -> None:
         super().__init__()
         self.net = KerasCNN(arch)
@@ -78,8 +91,12 @@ class MNISTClassifier(L.LightningModule):
         self.automatic_optimization = speed.automatic_optimization  # Lightning's own switch
         self.clip = check_clipping(gradient_clip_val, gradient_clip_algorithm)
         self.accumulate = check_accumulation(accumulate_grad_batches)
+        self.max_steps = check_max_steps(max_steps)
+        self.steps_done = 0  # optimizer steps of this fit (checkpointed: resume goes on counting)
+        self.resumed_steps: int | None = None  # from a checkpoint, for the fit that resumes it
         self.steps_per_execution = 1  # resolved from speed.steps_per_execution at fit start
         self.lightning_backward = True  # False where Lightning's backward only calls hooks
+        self.scaler: torch.amp.GradScaler | None = None  # 16-mixed's, from Lightning's plugin
         self.save_hyperparameters(
             {"arch": asdict(arch), "optimizer": optimizer_config(optimizer)}, logger=False
         )
@@ -91,10 +108,10 @@ class MNISTClassifier(L.LightningModule):
             self.metrics[f"{split}_loss"] = MeanMetric(**LEAN_MEAN)
             self.metrics[f"{split}_acc"] = MulticlassAccuracy(classes, average="micro", **LEAN_ACC)
         self.per_class_acc = MulticlassAccuracy(classes, average=None)
-        # Training: loss and correct predictions summed on the device in a few tiny ops a step
-        # (a torchmetrics update a step costs far more; keeping each step's outputs instead
-        # fragments the heap); the epoch's means go through these metrics (synced across DDP
-        # ranks) once an epoch.
+        # Training: loss and correct predictions summed on the device in a few tiny ops an
+        # execution (a torchmetrics update a step costs far more; keeping a whole epoch's
+        # outputs instead fragments the heap); the epoch's means go through these metrics
+        # (synced across DDP ranks) once an epoch.
         self.metrics["train_loss"] = MeanMetric(**LEAN_MEAN)
         self.metrics["train_acc"] = MeanMetric(**LEAN_MEAN)
         self.train_sums: Tensor | None = None  # (loss x images, correct) since the epoch began
@@ -127,46 +144,81 @@ class MNISTClassifier(L.LightningModule):
         # Lightning's backward scales the loss under 16-mixed and readies DDP's gradient
         # reducer; on one device without a scaler it only calls hooks (2 rounds over every
         # callback a step, docs/speed.md), which a PyTorch loop does not have either.
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
-        self.lightning_backward = trainer.world_size > 1 or scaler is not None
+        self.scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self.lightning_backward = trainer.world_size > 1 or self.scaler is not None
+
+    def on_train_start(self) -> None:
+        """A resumed fit goes on counting from its checkpoint's optimizer steps."""
+        if self.resumed_steps is not None:
+            self.steps_done, self.resumed_steps = self.resumed_steps, None
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps taken in this fit: what logs, checkpoints and ``max_steps`` count.
+        (Lightning's ``trainer.global_step`` counts training steps, i.e. executions.)"""
+        return self.steps_done
 
     def training_step(self, dataloader_iter: BatchIterator) -> Tensor | None:
         """One Lightning step = up to ``steps_per_execution`` optimizer steps, each on its own
         batch(es), so Lightning's per-step hooks, callbacks, progress bar and loop bookkeeping
         run once per execution (Keras' ``steps_per_execution``). Lightning hands over its
-        batch iterator (``dataloader_iter``); ``trainer.global_step`` still counts optimizer
-        steps (each goes through Lightning's optimizer), so ``trainer.max_steps`` stops at the
-        exact step, mid-execution. Returns the epoch's running (loss x images, correct), which
-        a non-finite loss makes non-finite (None if the epoch had no batch left)."""
-        steps, max_steps = self.steps_per_execution, self.trainer.max_steps
-        if max_steps >= 0:
-            steps = min(steps, max_steps - self.trainer.global_step)
-        optimizer = self.optimizers()
-        sums: list[tuple[Tensor, int]] = []
-        for _ in range(steps):
-            step_sums = self._optimizer_step(optimizer, dataloader_iter)
-            if not step_sums:
+        batch iterator (``dataloader_iter``). The execution's first step goes through
+        Lightning's optimizer (its ``on_before_optimizer_step`` round over every callback,
+        and one ``trainer.global_step``), the others through the torch optimizer, as a
+        PyTorch loop steps (``_step``). ``max_steps`` stops at the exact optimizer step,
+        mid-execution. Returns the epoch's running (loss x images, correct), which a
+        non-finite loss makes non-finite (None if the epoch had no batch left)."""
+        steps = self.steps_per_execution
+        if self.max_steps >= 0:
+            steps = min(steps, self.max_steps - self.steps_done)
+        lightning, torch_optimizer = self.optimizers(), self.optimizers(use_pl_optimizer=False)
+        outputs: list[Outputs] = []
+        taken = 0
+        while taken < steps:
+            step_outputs = self._optimizer_step(torch_optimizer if taken else lightning,
+                                                dataloader_iter)  # fmt: skip
+            if not step_outputs:
                 break  # the epoch's batches are used up
-            sums += step_sums
-        return self._add_to_epoch_sums(sums)
+            outputs += step_outputs
+            taken += 1
+        self.steps_done += taken
+        if 0 <= self.max_steps <= self.steps_done:
+            self.trainer.should_stop = True  # validates and checkpoints, as max_steps does
+        return self._add_to_epoch_sums(outputs)
 
     def _optimizer_step(
-        self, optimizer: LightningOptimizer, dataloader_iter: BatchIterator
-    ) -> list[tuple[Tensor, int]]:
+        self, optimizer: LightningOptimizer | torch.optim.Optimizer, dataloader_iter: BatchIterator
+    ) -> list[Outputs]:
         """One optimizer step on the next ``accumulate_grad_batches`` batches (fewer at the
         epoch's end, as Lightning steps on an epoch's last batch), done as a PyTorch loop does
-        it (``speed.automatic_optimization=false``); each batch's sums and images."""
+        it (``speed.automatic_optimization=false``); each batch's outputs."""
         optimizer.zero_grad()
-        sums = []
+        outputs = []
         for batch, _, _ in islice(dataloader_iter, self.accumulate):
-            loss, batch_sums, images = self._loss_and_sums(batch)
+            loss, batch_outputs = self._loss_and_outputs(batch)
             self._backward(loss / self.accumulate if self.accumulate > 1 else loss)
-            sums.append((batch_sums, images))
-        if sums:
-            optimizer.step()  # gradients clipped in on_before_optimizer_step
+            outputs.append(batch_outputs)
+        if outputs:
+            self._step(optimizer)
             if self.scheduler is not None:  # Lightning steps it only in automatic optimization
                 self.scheduler.step()
-        return sums
+        return outputs
+
+    def _step(self, optimizer: LightningOptimizer | torch.optim.Optimizer) -> None:
+        """Lightning's optimizer clips (``on_before_optimizer_step``) and, under 16-mixed, its
+        precision plugin unscales and steps through the gradient scaler; for the torch
+        optimizer the same is done here, with torch's own calls, in Lightning's order."""
+        if isinstance(optimizer, LightningOptimizer):
+            optimizer.step()
+            return
+        if self.scaler is not None and self.clip is not None:
+            self.scaler.unscale_(optimizer)  # clip the true gradients
+        self._clip_gradients()
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
 
     def _backward(self, loss: Tensor) -> None:
         if self.lightning_backward:
@@ -174,32 +226,41 @@ class MNISTClassifier(L.LightningModule):
         else:
             loss.backward()
 
-    def _loss_and_sums(self, batch: Batch) -> tuple[Tensor, Tensor, int]:
-        """A training batch's loss, its (loss x images, correct predictions) detached, and its
-        number of images."""
+    def _loss_and_outputs(self, batch: Batch) -> tuple[Tensor, Outputs]:
+        """A training batch's loss, and its outputs for the epoch's sums."""
         images, labels = (t.to(self.device, non_blocking=True) for t in batch)
         logits = self(images)
         loss = self.train_loss(logits, labels)
-        correct = (logits.argmax(dim=-1) == labels).sum(dtype=loss.dtype)
-        return loss, torch.stack((loss.detach() * len(labels), correct)), len(labels)
+        return loss, Outputs(loss.detach(), logits.detach(), labels)
 
-    def _add_to_epoch_sums(self, batches: list[tuple[Tensor, int]]) -> Tensor | None:
-        """Adds batches' sums to the epoch's on the device, one at a time in batch order (so
-        the sums are bit-identical for every ``steps_per_execution``), without a host sync;
-        returns the epoch's running sums (None if no batch)."""
-        if not batches:
+    def _add_to_epoch_sums(self, outputs: list[Outputs]) -> Tensor | None:
+        """Adds an execution's (loss x images, correct predictions) to the epoch's, on the
+        device and without a host sync, in the same few ops however many steps it ran (ops a
+        step cost ~1 us each on a CPU, a kernel launch each on a GPU); returns the epoch's
+        running sums (None if no batch). The sums are float64, so how batches are grouped into
+        executions does not change them: float32 losses add up exactly in float64's 53 bits
+        (batch losses down to ~0.001 over a 60,000-image epoch; below, a grouping can move the
+        sum by ~1e-16 of itself, far under the float32 mean's rounding), and correct
+        predictions are whole numbers."""
+        if not outputs:
             return None
-        total = self.train_sums
-        for batch_sums, _ in batches:
-            total = batch_sums if total is None else total + batch_sums
-        self.train_sums = total
-        self.train_images += sum(images for _, images in batches)
-        return total
+        losses = torch.cat([out.loss.expand(len(out.labels)) for out in outputs])
+        logits = torch.cat([out.logits for out in outputs])
+        labels = torch.cat([out.labels for out in outputs])
+        correct = (logits.argmax(dim=-1) == labels).sum(dtype=torch.float64)
+        sums = torch.stack((losses.sum(dtype=torch.float64), correct))
+        self.train_sums = sums if self.train_sums is None else self.train_sums + sums
+        self.train_images += len(labels)
+        return self.train_sums
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Here, Lightning has already unscaled 16-mixed gradients (a fused optimizer unscales
+        inside its step: refused, runs/checks.py)."""
+        self._clip_gradients()
+
+    def _clip_gradients(self) -> None:
         """``trainer.gradient_clip_val`` under cnnlab's own optimizer step, with torch's own
-        clipping (what Lightning's calls): here, Lightning has already unscaled 16-mixed
-        gradients (a fused optimizer unscales inside its step: refused, runs/checks.py)."""
+        clipping (what Lightning's calls)."""
         if self.clip is None:
             return
         value, algorithm = self.clip
@@ -238,7 +299,7 @@ class MNISTClassifier(L.LightningModule):
         own default, the count of Lightning steps, counts executions of
         ``steps_per_execution`` steps, so curves of runs with a different N would not line
         up. ``epoch`` is Lightning's other default x-axis key, kept."""
-        self.log("step", float(self.global_step), batch_size=1)
+        self.log("step", float(self.optimizer_steps), batch_size=1)
         self.log("epoch", float(self.current_epoch), batch_size=1)
 
     def on_validation_epoch_end(self) -> None:
@@ -247,12 +308,14 @@ class MNISTClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint taken mid-epoch keeps the epoch's running train sums, so a run continued
         from it logs the same epoch means as one that never stopped."""
+        checkpoint[STEPS_KEY] = self.optimizer_steps
         if self.train_sums is not None:
             sums = (self.train_sums.cpu(), self.train_images)
             checkpoint["train_sums"] = {"epoch": self.current_epoch, "sums": sums}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.resumed_sums = checkpoint.get("train_sums")
+        self.resumed_steps = checkpoint_steps(checkpoint)
 
     def on_train_epoch_start(self) -> None:
         # the sums of a checkpoint belong to its epoch: kept when that epoch goes on, dropped
@@ -287,13 +350,13 @@ class MNISTClassifier(L.LightningModule):
             return optimizer
         # +1: the scheduler steps after every optimizer step, so after the last one it stands
         # at the schedule's end (the lr the epoch's log shows), not one step past it
-        self.scheduler = self.make_scheduler(optimizer, total_steps=self._optimizer_steps() + 1)
+        self.scheduler = self.make_scheduler(optimizer, total_steps=self._planned_steps() + 1)
         # Lightning saves and restores its state in checkpoints; "step": stepped per optimizer
         # step (by Lightning in automatic optimization, by _optimizer_step otherwise)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler,
                                                          "interval": "step"}}  # fmt: skip
 
-    def _optimizer_steps(self) -> int:
+    def _planned_steps(self) -> int:
         """The optimizer steps this fit will take, for a schedule over the whole run: the
         epochs' batches (a fresh training loader of the datamodule: Lightning's
         ``estimated_stepping_batches`` sets up the fit loop's data this early, and a resume
@@ -301,13 +364,13 @@ class MNISTClassifier(L.LightningModule):
         one at each epoch's end, at most ``max_steps``."""
         trainer = self.trainer
         batches = len(trainer.datamodule.train_dataloader())
-        accumulate = self.accumulate
-        if self.automatic_optimization:  # Lightning applies the limit and accumulation itself
+        accumulate, max_steps = self.accumulate, self.max_steps
+        if self.automatic_optimization:  # Lightning applies limit, accumulation, max_steps
             batches = batches_within(trainer.limit_train_batches, batches) or batches
-            accumulate = trainer.accumulate_grad_batches
+            accumulate, max_steps = trainer.accumulate_grad_batches, trainer.max_steps
         steps = math.ceil(batches / accumulate) * max(trainer.max_epochs or 0, 0)
-        if trainer.max_steps >= 0:
-            steps = min(steps, trainer.max_steps) if steps else trainer.max_steps
+        if max_steps >= 0:
+            steps = min(steps, max_steps) if steps else max_steps
         if steps < 1:
             raise CnnlabError("scheduler: needs a finite trainer.max_epochs or trainer.max_steps")
         return steps
@@ -319,9 +382,13 @@ class LightningStepClassifier(MNISTClassifier):
     needs that flavour: given ``dataloader_iter`` it cannot tell an epoch's last batch in
     advance, and carries that batch's gradient into the next epoch's first step."""
 
+    @property
+    def optimizer_steps(self) -> int:
+        return self.trainer.global_step  # one optimizer step per Lightning training step
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:  # type: ignore[override]
-        loss, sums, images = self._loss_and_sums(batch)
-        self._add_to_epoch_sums([(sums, images)])
+        loss, outputs = self._loss_and_outputs(batch)
+        self._add_to_epoch_sums([outputs])
         return loss
 
 
@@ -355,6 +422,18 @@ def check_accumulation(batches: int) -> int:
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
         raise CnnlabError(f"trainer.accumulate_grad_batches={batches!r}: must be an integer >= 1")
     return batches
+
+
+def check_max_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < -1:
+        raise CnnlabError(f"trainer.max_steps={steps!r}: must be an integer >= 0, or -1 (no limit)")
+    return steps
+
+
+def checkpoint_steps(checkpoint: dict[str, Any]) -> int:
+    """A checkpoint's optimizer steps: cnnlab's count (checkpoints before steps per execution
+    have only Lightning's, which counted optimizer steps then)."""
+    return int(checkpoint.get(STEPS_KEY, checkpoint.get("global_step", 0)))
 
 
 def optimizer_config(optimizer: OptimizerFactory) -> dict[str, Any]:

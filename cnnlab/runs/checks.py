@@ -88,13 +88,22 @@ def hints_of(target: object) -> dict[str, object] | None:
 def check_optimization(cfg: DictConfig) -> None:
     """Clipping a fused optimizer's gradients under 16-mixed: the optimizer unscales them
     inside its own step, so they are still scaled where clipping happens (Lightning refuses
-    it mid-run, with a traceback)."""
+    it mid-run, with a traceback). ``trainer.min_steps`` under steps per execution: Lightning
+    would count it in executions."""
     clip = cfg.trainer.get("gradient_clip_val")
     fused = cfg.speed.get("fused_optimizer") and "fused" in optimizer_parameters(cfg)
     if clip not in (None, 0) and fused and str(cfg.trainer.precision).startswith("16"):
         raise ConfigError(
             f"trainer.gradient_clip_val={clip!r}: under trainer.precision=16-mixed needs "
             "speed.fused_optimizer=false"
+        )
+    min_steps, speed = cfg.trainer.get("min_steps"), cfg.speed
+    own_step = not speed.automatic_optimization  # (Lightning's steps once per training step)
+    if min_steps not in (None, -1) and own_step and speed.steps_per_execution != 1:
+        raise ConfigError(
+            f"trainer.min_steps={min_steps!r}: Lightning counts it in training steps, which "
+            "run speed.steps_per_execution optimizer steps each; needs "
+            "speed.steps_per_execution=1"
         )
 
 

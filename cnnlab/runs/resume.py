@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.callbacks.signals import INTERRUPTED_CKPT
 from cnnlab.errors import CnnlabError
+from cnnlab.models.classifier import checkpoint_steps
 from cnnlab.runs.checkpoints import read_checkpoint
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.resolvers import PROJECT_ROOT
@@ -81,7 +82,7 @@ def continue_from(run_dir: Path) -> tuple[Path, int] | None:
     """The run's newest checkpoint to continue from and its optimizer steps (each checkpoint
     is read once), None if it has none."""
     found = [run_dir / "checkpoints" / name for name in CHECKPOINTS]
-    steps = [(path, global_step(path)) for path in found if path.is_file()]
+    steps = [(path, checkpoint_steps(read_checkpoint(path))) for path in found if path.is_file()]
     return max(steps, key=lambda newest: newest[1]) if steps else None
 
 
@@ -124,11 +125,6 @@ def saved_overrides(run_dir: Path) -> list[str]:
 def override_key(override: str) -> str:
     """The config key an override sets: ``+a.b=1``, ``~a.b`` and ``a.b=1`` all set ``a.b``."""
     return override.split("=", 1)[0].lstrip("+~")
-
-
-def global_step(ckpt: Path) -> int:
-    """Optimizer steps done by the checkpoint."""
-    return int(read_checkpoint(ckpt).get("global_step", 0))
 
 
 def quoted(path: Path) -> str:

@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 
 
 # Trainer arguments that cnnlab's own optimizer step (speed.automatic_optimization=false)
-# applies itself; Lightning applies them only in its automatic optimization.
+# applies itself: Lightning applies the first three only in its automatic optimization, and
+# counts max_steps in training steps, which under steps per execution are executions.
 OWN_STEP_ARGS = {"gradient_clip_val": None, "gradient_clip_algorithm": "norm",
-                 "accumulate_grad_batches": 1}  # fmt: skip
+                 "accumulate_grad_batches": 1, "max_steps": -1}  # fmt: skip
 # ... and one that the training loader applies itself (MNISTDataModule.limit_train_batches)
 OWN_LIMIT = "limit_train_batches"
 
@@ -100,6 +101,8 @@ def build(cfg: DictConfig) -> Parts:
         datamodule.limit_train_batches = cfg.trainer.get(OWN_LIMIT)
         batches_within(datamodule.limit_train_batches, sys.maxsize)  # its range, checked now
         own_step = {**OWN_STEP_ARGS, OWN_LIMIT: None}
+        if cfg.trainer.get("max_epochs") is None and model.max_steps >= 0:
+            own_step["max_epochs"] = -1  # max_steps alone bounds the run (Lightning: 1,000)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, **own_step
     )

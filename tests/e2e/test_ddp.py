@@ -42,6 +42,6 @@ def test_ddp_synchronises_every_optimizer_step_of_an_execution(mnist_dir, tmp_pa
         assert done.returncode == 0, done.stderr[-3000:]
         (run_dir,) = run_dirs(out)
         final[n] = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert final[1]["global_step"] == final[8]["global_step"] == 20
+    assert final[1]["optimizer_steps"] == final[8]["optimizer_steps"] == 20
     for name, weight in final[1]["state_dict"].items():
         assert torch.equal(weight, final[8]["state_dict"][name]), name

@@ -158,7 +158,9 @@ def test_a_requeued_trial_continues_from_its_checkpoint_as_if_never_stopped(slur
         stopped = result_of(trial)
         assert stopped["status"] == "interrupted" and stopped["requeued"] is True
         assert "SIGUSR2" in stopped["error"]
-        step = torch.load(trial / "checkpoints/interrupted.ckpt", weights_only=True)["global_step"]
+        step = torch.load(trial / "checkpoints/interrupted.ckpt", weights_only=True)[
+            "optimizer_steps"
+        ]
         assert 40 < step < 80  # inside epoch 1
         # SLURM holds a requeued job ~2 minutes (a job started sooner finds its credential
         # still revoked and fails), then starts it again

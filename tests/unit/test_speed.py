@@ -8,6 +8,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins import MixedPrecision
 
 from bench.plain_loop import autocast_for
 from bench.throughput import ThroughputMeter
@@ -94,28 +95,36 @@ def fit_steps(
     max_steps: int = -1,
     epochs: int = 1,
     recipe: dict | None = None,
+    scaled: bool = False,
     **options: object,
 ) -> tuple[MNISTClassifier, dict[str, float]]:
     """Real Trainer steps on fixed random batches (70 images: four batches of 16 and one of
     6), deterministic, plain speed switches but cnnlab's own optimizer step unless
     ``automatic_optimization=True``: the weights and the logged metrics. Clipping and
-    accumulation go to the Trainer under automatic optimization, to cnnlab's own step
-    otherwise (as ``build`` does); ``recipe``: the module's ``scheduler`` and ``loss``."""
+    accumulation (and ``max_steps``) go to the Trainer under automatic optimization, to
+    cnnlab's own step otherwise (as ``build`` does); ``recipe``: the module's ``scheduler``
+    and ``loss``; ``scaled``: 16-mixed with its gradient scaler (on a CPU, where Lightning
+    would make ``precision="16-mixed"`` bf16, through its precision plugin)."""
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.rand(70, 1, 28, 28), torch.randint(0, 10, (70,)))
-    stepping = {"gradient_clip_val": gradient_clip_val,
+    stepping = {"gradient_clip_val": gradient_clip_val, "max_steps": max_steps,
                 "accumulate_grad_batches": accumulate_grad_batches}  # fmt: skip
     options.setdefault("automatic_optimization", False)
     automatic = options["automatic_optimization"]
     speed = replace(PLAIN, **options)
     own_step = {} if automatic else stepping
     model = make_classifier(Arch(), KERAS_ADAM, speed, **own_step, **(recipe or {}))
-    trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, limit_train_batches=steps,
+    trainer = L.Trainer(max_epochs=epochs, limit_train_batches=steps,
                         logger=False, callbacks=[], deterministic=True,
                         enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, **(stepping if automatic else {}))  # fmt: skip
+                        enable_model_summary=False, plugins=[fp16_scaled()] if scaled else None,
+                        **(stepping if automatic else {}))  # fmt: skip
     trainer.fit(model, datamodule=Batches(data))
     return model, {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def fp16_scaled() -> MixedPrecision:
+    return MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**10))
 
 
 def assert_same_weights(a: MNISTClassifier, b: MNISTClassifier) -> None:
@@ -126,7 +135,7 @@ def assert_same_weights(a: MNISTClassifier, b: MNISTClassifier) -> None:
 def test_own_optimizer_step_trains_exactly_as_lightnings_automatic_optimization():
     automatic, automatic_metrics = fit_steps(automatic_optimization=True)
     manual, manual_metrics = fit_steps(automatic_optimization=False)
-    assert manual.trainer.global_step == automatic.trainer.global_step == 4
+    assert manual.optimizer_steps == automatic.optimizer_steps == 4
     assert set(manual_metrics) == {"train/loss", "train/acc", "lr-Adam", "step", "epoch"}
     assert manual_metrics == automatic_metrics
     assert_same_weights(automatic, manual)
@@ -141,7 +150,9 @@ def test_steps_per_execution_trains_the_same_weights_and_metrics(n):
     many, many_metrics = fit_steps(None, epochs=2, automatic_optimization=False,
                                    steps_per_execution=n)  # fmt: skip
     assert one.steps_per_execution == 1 and many.steps_per_execution == n
-    assert many.trainer.global_step == one.trainer.global_step == 10
+    assert many.optimizer_steps == one.optimizer_steps == one.trainer.global_step == 10
+    # Lightning counts executions: one per epoch at 16; 2 + 1 an epoch at 3 (3 + 2 steps)
+    assert many.trainer.global_step == {3: 4, 16: 2}[n]
     assert many_metrics == one_metrics
     assert_same_weights(one, many)
 
@@ -149,12 +160,13 @@ def test_steps_per_execution_trains_the_same_weights_and_metrics(n):
 def test_max_steps_and_limit_train_batches_count_optimizer_steps():
     one, _ = fit_steps(None, max_steps=7, epochs=3, steps_per_execution=1)
     many, _ = fit_steps(None, max_steps=7, epochs=3, steps_per_execution=16)
-    assert many.trainer.global_step == 7  # stopped inside an execution, exactly
+    assert many.optimizer_steps == 7  # stopped inside an execution, exactly
+    assert many.trainer.global_step == 2  # 5 steps in epoch 0, then 2 of epoch 1
     assert_same_weights(one, many)
     limited, _ = fit_steps(3, epochs=2, steps_per_execution=16)
-    assert limited.trainer.global_step == 6
+    assert limited.optimizer_steps == 6
     fraction, _ = fit_steps(0.5, steps_per_execution=16)
-    assert fraction.trainer.global_step == 2  # Lightning's int(5 batches x 0.5)
+    assert fraction.optimizer_steps == 2  # Lightning's int(5 batches x 0.5)
 
 
 def test_clipping_and_accumulation_in_cnnlabs_step_equal_lightnings():
@@ -163,10 +175,23 @@ def test_clipping_and_accumulation_in_cnnlabs_step_equal_lightnings():
     kwargs = {"steps": None, "epochs": 2, "gradient_clip_val": 0.05, "accumulate_grad_batches": 2}
     automatic, automatic_metrics = fit_steps(**kwargs, automatic_optimization=True)
     own, own_metrics = fit_steps(**kwargs, automatic_optimization=False, steps_per_execution=16)
-    assert own.trainer.global_step == automatic.trainer.global_step == 6
+    assert own.optimizer_steps == automatic.optimizer_steps == 6
     assert own_metrics == automatic_metrics
     assert_same_weights(automatic, own)
     unclipped, _ = fit_steps(**{**kwargs, "gradient_clip_val": None}, steps_per_execution=16)
+    weight = "net.classifier.output.weight"
+    assert not torch.equal(unclipped.state_dict()[weight], own.state_dict()[weight])
+
+
+def test_16_mixed_steps_scale_unscale_and_clip_as_lightnings_plugin():
+    """The execution's steps past its first step the torch optimizer through 16-mixed's
+    gradient scaler (unscale, clip, step, update) as Lightning's precision plugin does."""
+    kwargs = {"steps": None, "epochs": 2, "scaled": True, "fused_optimizer": False}
+    automatic, _ = fit_steps(**kwargs, gradient_clip_val=0.05, automatic_optimization=True)
+    own, _ = fit_steps(**kwargs, gradient_clip_val=0.05, steps_per_execution=16)
+    assert own.scaler is not None and own.optimizer_steps == 10
+    assert_same_weights(automatic, own)
+    unclipped, _ = fit_steps(**kwargs, steps_per_execution=16)
     weight = "net.classifier.output.weight"
     assert not torch.equal(unclipped.state_dict()[weight], own.state_dict()[weight])
 
