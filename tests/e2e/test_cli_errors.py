@@ -38,6 +38,8 @@ from tests.helpers import cli, result_of, run_dirs
         ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be an int"),
         ("+trainer.gradient_clip_algorithm=max", "gradient_clip_algorithm='max': must be one of"),
         ("+trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: must be >= 0"),
+        ("+trainer.max_steps=-5", "trainer.max_steps=-5: must be an integer >= 0, or -1"),
+        ("+trainer.min_steps=10", "trainer.min_steps=10: Lightning counts it in training steps"),
         ("loss.label_smoothing=1.5", "loss.label_smoothing=1.5: must be in [0, 1)"),
         ("loss.label_smoothing=lots", "loss.label_smoothing='lots': expected float"),
         ("data.augment.shift=-1", "data.augment.shift=-1: must be in [0, 8]"),

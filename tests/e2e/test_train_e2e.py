@@ -83,3 +83,18 @@ def test_printed_commands_are_shell_quoted(mnist_dir, tmp_path):
     output_dir = tmp_path / "my outputs"
     run_dir, done = train_run(output_dir, "debug=fast", "test=false", "callbacks.figures=null")
     assert f"tensorboard --logdir '{run_dir}'" in done.stdout  # pastes into a shell as is
+
+
+def test_max_steps_stops_at_that_optimizer_step_validated_and_logged_there(mnist_dir, tmp_path):
+    """``trainer.max_steps`` counts optimizer steps (cnnlab's), not Lightning's training steps
+    (executions of 16 here): the run stops at step 37 of epoch 0, validates there, so the
+    stop is the best checkpoint, and logs at step 37."""
+    run_dir, _ = train_run(tmp_path, "+trainer.max_steps=37", "trainer.limit_val_batches=5",
+                           "test=false", "callbacks.figures=null")  # fmt: skip
+    result = result_of(run_dir)
+    assert result["best_epoch"] == 0 and result["val/acc"] > 0.5
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["optimizer_steps"] == 37 and last["global_step"] == 3  # ceil(37 / 16)
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("val/acc")] == [37]
+    assert [e.step for e in events.Scalars("train/loss")] == [37]
