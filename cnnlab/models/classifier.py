@@ -28,6 +28,14 @@ from cnnlab.perf.speed import LEAN_ACC, LEAN_MEAN, Speed
 
 log = logging.getLogger(__name__)
 Batch = tuple[Tensor, Tensor]
+BatchIterator = Iterator[tuple[Batch, int, int]]  # Lightning's dataloader_iter: batch, index, 0
+CLIP_ALGORITHMS = ("norm", "value")
+STEPS_KEY = "optimizer_steps"  # cnnlab's count of optimizer steps, in every checkpoint
+# Lightning warns on every fit that the dataloader_iter flavour is experimental and that hooks'
+# batch_idx may not match the last batch consumed: cnnlab chose the flavour for that reason
+# (steps_per_execution), its callbacks count optimizer steps, and tests pin what it does.
+for _message in ("You are using the `dataloader_iter` step flavor", "Found `dataloader_iter`"):
+    warnings.filterwarnings("ignore", message=_message)
 
 
 class Outputs(NamedTuple):
@@ -37,15 +45,6 @@ class Outputs(NamedTuple):
     logits: Tensor
     labels: Tensor
 
-
-BatchIterator = Iterator[tuple[Batch, int, int]]  # Lightning's dataloader_iter: batch, index, 0
-CLIP_ALGORITHMS = ("norm", "value")
-STEPS_KEY = "optimizer_steps"  # cnnlab's count of optimizer steps, in every checkpoint
-# Lightning warns on every fit that the dataloader_iter flavour is experimental and that hooks'
-# batch_idx may not match the last batch consumed: cnnlab chose the flavour for that reason
-# (steps_per_execution), its callbacks count optimizer steps, and tests pin what it does.
-for _message in ("You are using the `dataloader_iter` step flavor", "Found `dataloader_iter`"):
-    warnings.filterwarnings("ignore", message=_message)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # called with the parameters
 # called with the optimizer and total_steps (the run's optimizer steps), e.g. OneCycleLR's partial
@@ -235,8 +234,8 @@ class MNISTClassifier(L.LightningModule):
 
     def _add_to_epoch_sums(self, outputs: list[Outputs]) -> Tensor | None:
         """Adds an execution's (loss x images, correct predictions) to the epoch's, on the
-        device and without a host sync, in the same few ops however many steps it ran (ops a
-        step cost ~1 us each on a CPU, a kernel launch each on a GPU); returns the epoch's
+        device and without a host sync, in the same few ops however many steps it ran (each op
+        a step costs Python time on a CPU, a kernel launch on a GPU); returns the epoch's
         running sums (None if no batch). The sums are float64, so how batches are grouped into
         executions does not change them: float32 losses add up exactly in float64's 53 bits
         (batch losses down to ~0.001 over a 60,000-image epoch; below, a grouping can move the
