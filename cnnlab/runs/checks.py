@@ -98,7 +98,7 @@ def check_optimization(cfg: DictConfig) -> None:
             "speed.fused_optimizer=false"
         )
     min_steps, speed = cfg.trainer.get("min_steps"), cfg.speed
-    own_step = not speed.automatic_optimization  # (Lightning's steps once per training step)
+    own_step = not speed.automatic_optimization  # (automatic: one optimizer step per training step)
     if min_steps not in (None, -1) and own_step and speed.steps_per_execution != 1:
         raise ConfigError(
             f"trainer.min_steps={min_steps!r}: Lightning counts it in training steps, which "

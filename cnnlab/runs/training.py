@@ -101,8 +101,6 @@ def build(cfg: DictConfig) -> Parts:
         datamodule.limit_train_batches = cfg.trainer.get(OWN_LIMIT)
         batches_within(datamodule.limit_train_batches, sys.maxsize)  # its range, checked now
         own_step = {**OWN_STEP_ARGS, OWN_LIMIT: None}
-        if cfg.trainer.get("max_epochs") is None and model.max_steps >= 0:
-            own_step["max_epochs"] = -1  # max_steps alone bounds the run (Lightning: 1,000)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, **own_step
     )
