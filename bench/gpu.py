@@ -34,7 +34,7 @@ from cnnlab.runs.results import write_json
 # Bars of issue 14 for the GPU (the GPU run; a dry run reports them, meaningless on CPU)
 BARS = {"cnnlab/plain images_per_s": 0.95, "fit_s": 1.5, "end_to_end_s": 15.0}
 # a dry run's epoch: 80 batches, so both meters close a window (cnnlab's executions of 16:
-# past the 20-step warm-up at 32, a window of 32 steps at 64)
+# past the 32-step warm-up at 32, a window of 32 steps at 64)
 DRY = ["trainer.limit_train_batches=80", "trainer.limit_val_batches=2",
        "trainer.limit_test_batches=2"]  # fmt: skip
 DRY_EPOCHS = ["trainer.max_epochs=2"]  # the defaults' 5 epochs, in a dry run

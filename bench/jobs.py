@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.throughput import WINDOW
 from cnnlab.errors import CnnlabError, fail
 from cnnlab.runs.resolvers import PROJECT_ROOT
 
@@ -69,18 +70,24 @@ def epochs_of(epochs: int, args: argparse.Namespace) -> list[str]:
     return [f"trainer.max_epochs={epochs}", *(limit if args.max_steps_per_epoch else [])]
 
 
-def throughput_callback(path: str, turns: list[str] | None = None) -> list[str]:
-    """Overrides that add the Trainer's throughput meter, writing to ``path``."""
+def throughput_callback(
+    path: str, turns: list[str] | None = None, window: int = WINDOW
+) -> list[str]:
+    """Overrides that add the Trainer's throughput meter, writing to ``path``; ``window``:
+    steps of warm-up and per timed window."""
     take_turns = [f"+callbacks.throughput.turns_dir={turns[0]}",
                   f"+callbacks.throughput.turns_role={turns[1]}"] if turns else []  # fmt: skip
     return ["+callbacks.throughput._target_=bench.throughput.ThroughputCallback",
-            f"+callbacks.throughput.path={path}", *take_turns]  # fmt: skip
+            f"+callbacks.throughput.path={path}", f"+callbacks.throughput.warmup={window}",
+            f"+callbacks.throughput.window={window}", *take_turns]  # fmt: skip
 
 
-def cnnlab_job(out: Path, overrides: list[str], turns: list[str] | None = None) -> Job:
+def cnnlab_job(
+    out: Path, overrides: list[str], turns: list[str] | None = None, window: int = WINDOW
+) -> Job:
     """A run through ``python -m cnnlab.train``, timed by a callback in the Trainer."""
     cmd = [sys.executable, "-m", "cnnlab.train", *overrides, "print_config=false", "name=bench",
-           *throughput_callback(str(out / CNNLAB_TIMING), turns)]  # fmt: skip
+           *throughput_callback(str(out / CNNLAB_TIMING), turns, window)]  # fmt: skip
     return cmd, out / "cnnlab.log", {"CNNLAB_OUTPUT_DIR": str(out / "cnnlab")}
 
 

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
-from bench.throughput import ThroughputMeter
+from bench.throughput import WARMUP, WINDOW, ThroughputMeter
 from bench.turns import ROLES, Turns
 from cnnlab.errors import CnnlabError
 from cnnlab.perf.speed import Speed
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=None,
                    help="optimizer steps to run (default: the config's epochs)")  # fmt: skip
-    p.add_argument("--warmup", type=int, default=20, help="first steps left untimed")
-    p.add_argument("--window", type=int, default=25, help="steps per timed window")
+    p.add_argument("--warmup", type=int, default=WARMUP, help="first steps left untimed")
+    p.add_argument("--window", type=int, default=WINDOW, help="steps per timed window")
     p.add_argument("--json", type=Path, default=None, help="write the measurement here")
     p.add_argument(
         "--turns-dir",

@@ -10,16 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.jobs import Job, cnnlab_job, cnnlab_result, epochs_of, run_together
+from bench.throughput import WINDOW
 from bench.turns import pipes
 
 PLAIN_TIMING = "plain_loop.json"  # the plain loop meter's output
 
 
-def plain_job(out: Path, overrides: list[str], turns: list[str] | None = None) -> Job:
-    """The plain PyTorch loop on the same config and epochs; throughput only (it does not test)."""
+def plain_job(
+    out: Path, overrides: list[str], turns: list[str] | None = None, window: int = WINDOW
+) -> Job:
+    """The plain PyTorch loop on the same config and epochs; throughput only (it does not test).
+    ``window``: steps of warm-up and per timed window."""
     take_turns = ["--turns-dir", turns[0], "--turns-role", turns[1]] if turns else []
     cmd = [sys.executable, "-m", "bench.plain_loop", "--json", str(out / PLAIN_TIMING),
-           *take_turns, *overrides]  # fmt: skip
+           "--warmup", str(window), "--window", str(window), *take_turns, *overrides]  # fmt: skip
     return cmd, out / "plain_loop.log", {}
 
 
@@ -33,14 +37,17 @@ def window_ratios(plain: dict[str, Any], cnnlab: dict[str, Any]) -> list[float]:
     return [round(c / p, 3) for p, c in pairs]
 
 
-def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> list[dict]:
+def bench_rounds(
+    out: Path, overrides: list[str], args: argparse.Namespace, window: int = WINDOW
+) -> list[dict]:
     """Throughput of the plain loop and cnnlab, ``--rounds`` times. In each round both run at
     once but take turns window by window (``bench.turns``; odd rounds the plain loop goes
     first, even rounds cnnlab), so every window of one side has a partner window of the other
     on the same machine a moment apart; the round's cnnlab/plain is the median over its pairs.
     Timed one after the other, the machine's drift within minutes went straight into the
     ratio; and since a process can run a few % faster or slower than its twin for its whole
-    life, many short rounds beat a few long ones (docs/speed.md)."""
+    life, many short rounds beat a few long ones (docs/speed.md). ``window``: steps of warm-up
+    and per timed window, on both sides."""
     rounds = []
     for n in range(1, args.rounds + 1):
         train, here = [*overrides, *epochs_of(args.round_epochs, args)], out / f"round{n}"
@@ -50,8 +57,8 @@ def bench_rounds(out: Path, overrides: list[str], args: argparse.Namespace) -> l
         timed = [*train, "test=false", "speed.share_cores=false"]
         with pipes(here / "turns") as turns:
             done = run_together({
-                "plain": plain_job(here, train, [str(turns), roles[0]]),
-                "cnnlab": cnnlab_job(here, timed, [str(turns), roles[1]]),
+                "plain": plain_job(here, train, [str(turns), roles[0]], window),
+                "cnnlab": cnnlab_job(here, timed, [str(turns), roles[1]], window),
             })  # fmt: skip
         plain = plain_result(here, done["plain"])
         cnnlab = cnnlab_result(here, done["cnnlab"])

@@ -21,12 +21,21 @@ import torch
 from bench.turns import Turns
 from cnnlab.runs.results import write_json
 
+# Steps of warm-up and per timed window: multiples of speed.steps_per_execution's CPU default
+# (16), because cnnlab's meter can only close a window where an execution ends; so its windows
+# hold as many steps as the plain loop's, and window k of each covers the same batches.
+WARMUP = WINDOW = 32
+
 
 class ThroughputMeter:
     """Counts steps and images; closes a timed window every ``window`` steps."""
 
     def __init__(
-        self, device: torch.device, warmup: int = 20, window: int = 25, turns: Turns | None = None
+        self,
+        device: torch.device,
+        warmup: int = WARMUP,
+        window: int = WINDOW,
+        turns: Turns | None = None,
     ) -> None:
         self.device, self.warmup, self.window, self.turns = device, warmup, window, turns
         self.steps_seen = self.images_seen = 0
@@ -92,6 +101,7 @@ class ThroughputMeter:
             "train_s": self.train_s,  # all of training: Lightning's fit, or the plain loop
             "images_trained": self.images_seen,
             "window_images_per_s": [round(rate) for rate in rates],  # the spread behind the median
+            "window_step_ms": [round(seconds * 1000, 5) for seconds in per_step],
             "window_steps": self.window,
             "warmup_steps": self.warmup,
             "device": str(self.device),
@@ -109,8 +119,8 @@ class ThroughputCallback(L.Callback):
     def __init__(
         self,
         path: str,
-        warmup: int = 20,
-        window: int = 25,
+        warmup: int = WARMUP,
+        window: int = WINDOW,
         turns_dir: str | None = None,
         turns_role: str = "second",
     ) -> None:

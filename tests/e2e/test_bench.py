@@ -3,6 +3,7 @@ there."""
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,12 @@ def test_bench_never_writes_over_an_earlier_bench(tmp_path):
     assert (earlier / "bench.json").read_text() == "{}"
 
 
+def window_ms(meter: Path) -> float:
+    """The ms per step of a meter's only window."""
+    (ms,) = json.loads(meter.read_text())["window_step_ms"]
+    return ms
+
+
 def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path):
     sweep = ["--sweep", "2", "--sweep-steps", "5"]
     report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep, "--pair", "--fixed-cost")
@@ -73,8 +80,7 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
                   for name in ("plain_loop.json", "cnnlab_throughput.json")]  # fmt: skip
         for meter in meters:
             assert meter["images_trained"] == 64 * 128  # the same batches on both sides
-            # plain: 20 warm-up, the clock opens at 21, one window of 25, 18 left; cnnlab in
-            # executions of 16 steps: opens at 32 (past the warm-up), closes at 64 (32 steps)
+            # both: 32 warm-up steps (cnnlab: 2 executions of 16), one window of 32 steps
             assert len(meter["window_images_per_s"]) == 1
         (plain_window,), (cnnlab_window,) = (m["window_images_per_s"] for m in meters)
         assert r["window_pairs"] == 1
@@ -99,9 +105,16 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
     assert "threads: 1" in parallel_trial.read_text()
     fixed = report["fixed_cost"]  # the tiny network, at N=1 and the default N, both timed
     assert [way for way in fixed if way.startswith("N=")] == ["N=1", "N=auto (16 on CPU)"]
-    for way in ("N=1", "N=auto (16 on CPU)"):
+    assert fixed["window_steps"] == 32  # a quick check's window; 128 in a real one
+    for way, n in (("N=1", "1"), ("N=auto (16 on CPU)", "auto")):
         assert fixed[way]["plain_ms"] > 0 and fixed[way]["cnnlab_ms"] > 0
-        assert len(fixed[way]["fixed_cost_ms_per_round"]) == 2
+        assert len(fixed[way]["fixed_cost_ms_per_round"]) == fixed[way]["window_pairs"] == 2
+        way_dir = tmp_path / "bench" / "fixed_cost" / f"N-{n}"
+        differences = [window_ms(way_dir / f"round{r}" / "cnnlab_throughput.json")
+                       - window_ms(way_dir / f"round{r}" / "plain_loop.json")
+                       for r in (1, 2)]  # fmt: skip
+        median = statistics.median(differences)
+        assert fixed[way]["fixed_cost_ms"] == pytest.approx(median, abs=1e-4)
     assert "Fixed cost per optimizer step" in (tmp_path / "bench" / "bench.md").read_text()
     for way, share in (("share_cores", "true"), ("share_cores=false", "false")):
         row = report["pair"][way]  # one training alone, then two at once, each timed
