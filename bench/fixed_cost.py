@@ -10,7 +10,7 @@ difference is ~2 % of a step, below the machine's drift between rounds, so it is
 both sides saw the same machine, in windows long enough (``FIXED_WINDOW`` steps, ~0.3 s) to
 average out the VM's jitter within a window.
 
-Alone: ``python -m bench.fixed_cost [--rounds 4] [--ways 1 auto] [--out DIR] [overrides]``.
+Alone: ``python -m bench.fixed_cost [--rounds 4] [--ways 1 16 64 auto] [--out DIR] [overrides]``.
 """
 
 from __future__ import annotations
@@ -29,19 +29,21 @@ from cnnlab.runs.resolvers import PROJECT_ROOT
 TINY = ["model.filters=2", "model.dense_units=4", "data.batch_size=16",
         "trainer.precision=32-true", "speed.threads=1"]  # fmt: skip
 STEPS = 3072  # training steps per side and round (--max-steps-per-epoch if given)
+QUICK_STEPS = 256
 FIXED_WINDOW = 128  # steps per timed window: a multiple of every N timed (1, 16, 64)
-WAYS = {"N=1": "1", f"N=auto ({AUTO_STEPS['cpu']} on CPU)": "auto"}
+WAYS = ["1", "auto"]  # speed.steps_per_execution values timed by default
 
 
 def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """ms per optimizer step of both sides and their difference, for each way."""
-    steps = args.max_steps_per_epoch or STEPS
+    # a quick check (--max-steps-per-epoch) still runs QUICK_STEPS: auto's executions grow
+    # past its first 16 steps to the pace's, and the meters need whole windows after them
+    steps = max(args.max_steps_per_epoch, QUICK_STEPS) if args.max_steps_per_epoch else STEPS
     window = FIXED_WINDOW if steps >= 4 * FIXED_WINDOW else WINDOW  # a quick check: 32
     quick = argparse.Namespace(**{**vars(args), "max_steps_per_epoch": steps, "round_epochs": 1})
     result: dict[str, Any] = {"model": TINY, "steps_per_round": steps, "window_steps": window}
-    for way, n in WAYS.items():
-        if way not in ways(args):
-            continue
+    for n in getattr(args, "ways", None) or WAYS:
+        way = f"N=auto (from {AUTO_STEPS['cpu']} on CPU)" if n == "auto" else f"N={n}"
         here = out / "fixed_cost" / f"N-{n}"
         tiny = [*overrides, *TINY, f"speed.steps_per_execution={n}"]
         rounds = bench_rounds(here, tiny, quick, window)
@@ -56,12 +58,6 @@ def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) 
         }
         print(f"fixed cost, {way}: {result[way]['fixed_cost_ms']} ms per optimizer step")
     return result
-
-
-def ways(args: argparse.Namespace) -> list[str]:
-    """The ways to time: all, or those named by ``--ways`` (``1``, ``auto``)."""
-    chosen = getattr(args, "ways", None)
-    return [way for way, n in WAYS.items() if chosen is None or n in chosen]
 
 
 def window_differences(round_: dict[str, Any]) -> list[float]:
@@ -87,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rounds", type=int, default=4, help="rounds of cnnlab vs. the plain loop")
     p.add_argument("--max-steps-per-epoch", type=int, default=None,
                    help=f"steps per side and round (default {STEPS})")  # fmt: skip
-    p.add_argument("--ways", nargs="+", choices=list(WAYS.values()), default=None,
-                   help="steps_per_execution values to time (default: all)")  # fmt: skip
+    p.add_argument("--ways", nargs="+", default=WAYS,
+                   help="speed.steps_per_execution values to time (default: 1 auto)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both sides)")
     args = p.parse_args(argv)

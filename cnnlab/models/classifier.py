@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -24,7 +25,7 @@ from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError
 from cnnlab.models.arch import Arch
 from cnnlab.models.keras_cnn import KerasCNN
-from cnnlab.perf.speed import LEAN_ACC, LEAN_MEAN, Speed
+from cnnlab.perf.speed import AUTO_SECONDS, LEAN_ACC, LEAN_MEAN, Speed
 
 log = logging.getLogger(__name__)
 Batch = tuple[Tensor, Tensor]
@@ -94,6 +95,7 @@ class MNISTClassifier(L.LightningModule):
         self.steps_done = 0  # optimizer steps of this fit (checkpointed: resume goes on counting)
         self.resumed_steps: int | None = None  # from a checkpoint, for the fit that resumes it
         self.steps_per_execution = 1  # resolved from speed.steps_per_execution at fit start
+        self.paced = False  # auto: each execution's pace sets the next one's steps
         self.lightning_backward = True  # False where Lightning's backward only calls hooks
         self.scaler: torch.amp.GradScaler | None = None  # 16-mixed's, from Lightning's plugin
         self.save_hyperparameters(
@@ -136,9 +138,13 @@ class MNISTClassifier(L.LightningModule):
                 "make_classifier builds (LightningStepClassifier)"
             )
         self.steps_per_execution = self.speed.resolve_steps_per_execution(self.device)
+        # paced on one device only: DDP's ranks must run their executions in step
+        self.paced = (self.speed.steps_per_execution == "auto"
+                      and not self.automatic_optimization and trainer.world_size == 1)  # fmt: skip
+        paced = f", doubled while an execution fits in {AUTO_SECONDS} s" if self.paced else ""
         log.info(
-            "speed.steps_per_execution=%s: %d optimizer steps per Lightning training step",
-            self.speed.steps_per_execution, self.steps_per_execution,
+            "speed.steps_per_execution=%s: %d optimizer steps per Lightning training step%s",
+            self.speed.steps_per_execution, self.steps_per_execution, paced,
         )  # fmt: skip
         # Lightning's backward scales the loss under 16-mixed and readies DDP's gradient
         # reducer; on one device without a scaler it only calls hooks (2 rounds over every
@@ -165,8 +171,10 @@ class MNISTClassifier(L.LightningModule):
         Lightning's optimizer (its ``on_before_optimizer_step`` round over every callback,
         and one ``trainer.global_step``), the others through the torch optimizer, as a
         PyTorch loop steps (``_step``). ``max_steps`` stops at the exact optimizer step,
-        mid-execution. Returns the epoch's running (loss x images, correct), which a
-        non-finite loss makes non-finite (None if the epoch had no batch left)."""
+        mid-execution. Under ``auto`` the execution's pace sets the next one's steps
+        (``Speed.paced_steps``). Returns the epoch's running (loss x images, correct), which
+        a non-finite loss makes non-finite (None if the epoch had no batch left)."""
+        started = time.perf_counter()
         steps = self.steps_per_execution
         if self.max_steps >= 0:
             steps = min(steps, self.max_steps - self.steps_done)
@@ -181,6 +189,9 @@ class MNISTClassifier(L.LightningModule):
             outputs += step_outputs
             taken += 1
         self.steps_done += taken
+        if self.paced and taken:
+            pace = (time.perf_counter() - started) / taken
+            self.steps_per_execution = self.speed.paced_steps(self.device, pace)
         if 0 <= self.max_steps <= self.steps_done:
             self.trainer.should_stop = True  # validates and checkpoints, as max_steps does
         return self._add_to_epoch_sums(outputs)

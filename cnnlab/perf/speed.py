@@ -26,10 +26,15 @@ from cnnlab.perf.threads import cap_threads
 # label range) every step. A NaN loss still shows, as a NaN mean.
 LEAN_MEAN = {"nan_strategy": "disable"}
 LEAN_ACC = {"validate_args": False}
-# speed.steps_per_execution=auto by device (docs/speed.md, "Steps per execution"): enough steps
-# that Lightning's cost per execution is a rounding error of the step, few enough that a
-# signal, a max_steps or a progress-bar update waits only for a fraction of a second.
+# speed.steps_per_execution=auto (docs/speed.md, "Steps per execution"): it starts at the
+# device's AUTO_STEPS, enough that Lightning's cost per execution is a rounding error of the
+# lesson model's step; on one device, each execution's pace then sets the next one's steps:
+# doubled while they still fit in AUTO_SECONDS, so fast steps (a tiny network, a GPU) share that
+# cost among more of them, while a signal, a max_steps or a progress-bar update waits no longer
+# than the start value's steps or a quarter of a second, whichever is longer.
 AUTO_STEPS = {"cpu": 16, "cuda": 64}
+AUTO_SECONDS = 0.25
+AUTO_MAX_STEPS = 1024
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -53,7 +58,8 @@ class Speed:
       (``perf/share_cores.py``); off under ``trainer.deterministic``.
     - ``steps_per_execution``: optimizer steps per Lightning training step (Keras' name), so
       Lightning's fixed cost per step is paid once per N steps; ``auto``: ``AUTO_STEPS`` for
-      the device, 1 under automatic optimization (Lightning then steps once per call).
+      the device, more where steps are fast (``paced_steps``), 1 under automatic optimization
+      (Lightning then steps once per call).
     """
 
     channels_last: bool = True
@@ -87,6 +93,19 @@ class Speed:
         if self.automatic_optimization:
             return 1
         return AUTO_STEPS.get(device.type, AUTO_STEPS["cpu"])
+
+    def paced_steps(self, device: torch.device, seconds_per_step: float) -> int:
+        """``auto``'s steps for the next execution, at the last one's ``seconds_per_step``: the
+        device's ``AUTO_STEPS``, doubled while that many steps fit in ``AUTO_SECONDS`` (at
+        most ``AUTO_MAX_STEPS``). Doubling keeps the counts few and round; an execution's
+        steps never change what is computed, only how often Lightning's loop runs. On a GPU
+        the pace is the host's until the queue of kernels fills, then the device's."""
+        steps = self.resolve_steps_per_execution(device)
+        if self.steps_per_execution != "auto" or self.automatic_optimization:
+            return steps
+        while 2 * steps <= AUTO_MAX_STEPS and 2 * steps * seconds_per_step <= AUTO_SECONDS:
+            steps *= 2
+        return steps
 
     def tune_process(self) -> None:
         """The process-wide settings (threads, malloc). Called by the command-line entry point,

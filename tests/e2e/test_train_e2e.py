@@ -87,10 +87,11 @@ def test_printed_commands_are_shell_quoted(mnist_dir, tmp_path):
 
 def test_max_steps_stops_at_that_optimizer_step_validated_and_logged_there(mnist_dir, tmp_path):
     """``trainer.max_steps`` counts optimizer steps (cnnlab's), not Lightning's training steps
-    (executions of 16 here): the run stops at step 37 of epoch 0, validates there, so the
-    stop is the best checkpoint, and logs at step 37."""
+    (executions of 16, pinned: auto's follow the pace): the run stops at step 37 of epoch 0,
+    validates there, so the stop is the best checkpoint, and logs at step 37."""
     run_dir, _ = train_run(tmp_path, "+trainer.max_steps=37", "trainer.limit_val_batches=5",
-                           "test=false", "callbacks.figures=null")  # fmt: skip
+                           "speed.steps_per_execution=16", "test=false",
+                           "callbacks.figures=null")  # fmt: skip
     result = result_of(run_dir)
     assert result["best_epoch"] == 0 and result["val/acc"] > 0.5
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.plugins import MixedPrecision
 
+import cnnlab.perf.speed
 from bench.plain_loop import autocast_for
 from bench.throughput import ThroughputMeter
 from cnnlab.errors import CnnlabError
@@ -96,17 +97,20 @@ def fit_steps(
     epochs: int = 1,
     recipe: dict | None = None,
     scaled: bool = False,
+    images: int = 70,
     **options: object,
 ) -> tuple[MNISTClassifier, dict[str, float]]:
-    """Real Trainer steps on fixed random batches (70 images: four batches of 16 and one of
-    6), deterministic, plain speed switches but cnnlab's own optimizer step unless
+    """Real Trainer steps on fixed random batches (70 ``images``: four batches of 16 and one
+    of 6), deterministic, plain speed switches but cnnlab's own optimizer step unless
     ``automatic_optimization=True``: the weights and the logged metrics. Clipping and
     accumulation (and ``max_steps``) go to the Trainer under automatic optimization, to
     cnnlab's own step otherwise (as ``build`` does); ``recipe``: the module's ``scheduler``
     and ``loss``; ``scaled``: 16-mixed with its gradient scaler (on a CPU, where Lightning
     would make ``precision="16-mixed"`` bf16, through its precision plugin)."""
     torch.manual_seed(0)
-    data = torch.utils.data.TensorDataset(torch.rand(70, 1, 28, 28), torch.randint(0, 10, (70,)))
+    data = torch.utils.data.TensorDataset(
+        torch.rand(images, 1, 28, 28), torch.randint(0, 10, (images,))
+    )
     stepping = {"gradient_clip_val": gradient_clip_val, "max_steps": max_steps,
                 "accumulate_grad_batches": accumulate_grad_batches}  # fmt: skip
     options.setdefault("automatic_optimization", False)
@@ -201,6 +205,27 @@ def test_value_clipping_clips_every_gradient():
     F.cross_entropy(model(torch.rand(8, 1, 28, 28)), torch.randint(0, 10, (8,))).backward()
     model.on_before_optimizer_step(model.configure_optimizers())
     assert max(p.grad.abs().max() for p in model.parameters()) <= 1e-4
+
+
+def test_auto_steps_double_while_an_execution_fits_in_its_time():
+    cpu, fast = torch.device("cpu"), speed_preset("fast")
+    assert fast.paced_steps(cpu, 0.030) == 16  # the lesson's model on a CPU: the start value
+    assert fast.paced_steps(cpu, 0.0024) == 64  # 64 x 2.4 ms fit in 0.25 s, 128 do not
+    assert fast.paced_steps(torch.device("cuda"), 1e-6) == 1024  # at most AUTO_MAX_STEPS
+    assert PLAIN.paced_steps(cpu, 1e-6) == 1  # Lightning's automatic optimization: one
+    assert replace(fast, steps_per_execution=8).paced_steps(cpu, 1e-6) == 8  # as given
+
+
+def test_auto_steps_follow_the_pace_and_train_the_same_weights(monkeypatch):
+    """100 batches with every pace fitting in the time: an execution of the start value (16),
+    then the 84 left, in one execution of up to AUTO_MAX_STEPS (1024)."""
+    monkeypatch.setattr(cnnlab.perf.speed, "AUTO_SECONDS", 1e9)
+    paced, metrics = fit_steps(None, images=1600, steps_per_execution="auto")
+    assert paced.paced and paced.optimizer_steps == 100
+    assert paced.trainer.global_step == 2 and paced.steps_per_execution == 1024
+    one, one_metrics = fit_steps(None, images=1600, steps_per_execution=1)
+    assert metrics == one_metrics
+    assert_same_weights(one, paced)
 
 
 def test_steps_per_execution_resolves_by_device_and_refuses_automatic_optimization():
