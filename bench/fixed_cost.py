@@ -30,7 +30,7 @@ TINY = ["model.filters=2", "model.dense_units=4", "data.batch_size=16",
         "trainer.precision=32-true", "speed.threads=1"]  # fmt: skip
 STEPS = 3072  # training steps per side and round (--max-steps-per-epoch if given)
 QUICK_STEPS = 256
-FIXED_WINDOW = 128  # steps per timed window: a multiple of every N timed (1, 16, 64)
+FIXED_WINDOW = 128  # steps per timed window: a multiple of 1, 16, 64 and 128 (auto's here)
 WAYS = ["1", "auto"]  # speed.steps_per_execution values timed by default
 
 
@@ -42,7 +42,7 @@ def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) 
     window = FIXED_WINDOW if steps >= 4 * FIXED_WINDOW else WINDOW  # a quick check: 32
     quick = argparse.Namespace(**{**vars(args), "max_steps_per_epoch": steps, "round_epochs": 1})
     result: dict[str, Any] = {"model": TINY, "steps_per_round": steps, "window_steps": window}
-    for n in getattr(args, "ways", None) or WAYS:
+    for n in getattr(args, "ways", WAYS):  # make bench's --fixed-cost: all of them
         way = f"N=auto (from {AUTO_STEPS['cpu']} on CPU)" if n == "auto" else f"N={n}"
         here = out / "fixed_cost" / f"N-{n}"
         tiny = [*overrides, *TINY, f"speed.steps_per_execution={n}"]

@@ -21,9 +21,10 @@ import torch
 from bench.turns import Turns
 from cnnlab.runs.results import write_json
 
-# Steps of warm-up and per timed window: multiples of speed.steps_per_execution's CPU default
-# (16), because cnnlab's meter can only close a window where an execution ends; so its windows
-# hold as many steps as the plain loop's, and window k of each covers the same batches.
+# Steps of warm-up and per timed window: multiples of speed.steps_per_execution's CPU start
+# value (16, where the lesson's model stays), because cnnlab's meter can only close a window
+# where an execution ends; so its windows hold as many steps as the plain loop's, and window k
+# of each covers the same batches.
 WARMUP = WINDOW = 32
 
 
