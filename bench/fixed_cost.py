@@ -6,9 +6,10 @@ default callbacks and logger) and the plain loop take turns window by window, as
 throughput rounds; the fixed cost is cnnlab's ms per optimizer step minus the plain loop's,
 at ``speed.steps_per_execution=1`` and at the default (``auto``). It is the median over all
 rounds of the window pairs' differences (window k of each side, run a moment apart): the
-difference is ~2 % of a step, below the machine's drift between rounds, so it is measured where
-both sides saw the same machine, in windows long enough (``FIXED_WINDOW`` steps, ~0.3 s) to
-average out the VM's jitter within a window.
+difference is a small part of a step, below the machine's drift between rounds, so it is
+measured where both sides saw the same machine, in windows of ``FIXED_WINDOW`` steps, long
+enough to average out the VM's jitter within a window (docs/speed.md, "`auto` follows the
+pace").
 
 Alone: ``python -m bench.fixed_cost [--rounds 4] [--ways 1 16 64 auto] [--out DIR] [overrides]``.
 """

@@ -139,8 +139,7 @@ class MNISTClassifier(L.LightningModule):
             )
         self.steps_per_execution = self.speed.resolve_steps_per_execution(self.device)
         # paced on one device only: DDP's ranks must run their executions in step
-        self.paced = (self.speed.steps_per_execution == "auto"
-                      and not self.automatic_optimization and trainer.world_size == 1)  # fmt: skip
+        self.paced = self.speed.paces and trainer.world_size == 1
         paced = f", doubled while an execution fits in {AUTO_SECONDS} s" if self.paced else ""
         log.info(
             "speed.steps_per_execution=%s: %d optimizer steps per Lightning training step%s",

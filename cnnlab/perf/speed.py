@@ -94,6 +94,12 @@ class Speed:
             return 1
         return AUTO_STEPS.get(device.type, AUTO_STEPS["cpu"])
 
+    @property
+    def paces(self) -> bool:
+        """Whether ``auto`` sets each execution's steps from the last one's pace (not under
+        Lightning's automatic optimization, which steps once per call)."""
+        return self.steps_per_execution == "auto" and not self.automatic_optimization
+
     def paced_steps(self, device: torch.device, seconds_per_step: float) -> int:
         """``auto``'s steps for the next execution, at the last one's ``seconds_per_step``: the
         device's ``AUTO_STEPS``, doubled while that many steps fit in ``AUTO_SECONDS`` (at
@@ -101,7 +107,7 @@ class Speed:
         steps never change what is computed, only how often Lightning's loop runs. On a GPU
         the pace is the host's until the queue of kernels fills, then the device's."""
         steps = self.resolve_steps_per_execution(device)
-        if self.steps_per_execution != "auto" or self.automatic_optimization:
+        if not self.paces:
             return steps
         while 2 * steps <= AUTO_MAX_STEPS and 2 * steps * seconds_per_step <= AUTO_SECONDS:
             steps *= 2
