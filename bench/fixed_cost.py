@@ -1,15 +1,17 @@
 """``python -m bench --fixed-cost``: what Lightning and cnnlab add to each optimizer step.
 
-A network so small that its step computes almost nothing (``TINY``: 2,454 parameters, batch
-16, fp32, one thread) makes a step nearly all fixed cost. cnnlab (its real CLI and Trainer,
-default callbacks and logger) and the plain loop take turns window by window, as in the
-throughput rounds; the fixed cost is cnnlab's ms per optimizer step minus the plain loop's,
-at ``speed.steps_per_execution=1`` and at the default (``auto``). It is the median over all
-rounds of the window pairs' differences (window k of each side, run a moment apart): the
-difference is a small part of a step, below the machine's drift between rounds, so it is
-measured where both sides saw the same machine, in windows of ``FIXED_WINDOW`` steps, long
-enough to average out the VM's jitter within a window (docs/speed.md, "`auto` follows the
-pace").
+A network that computes almost nothing (``TINY``: one 4x4 conv filter with stride 4, a 7x7
+pool and the output layer, 37 parameters, batch 16, fp32, one thread) makes a step nearly all
+fixed cost: PyTorch's own per-op cost, on both sides, and what Lightning and cnnlab add. cnnlab
+(its real CLI and Trainer, default callbacks and logger) and the plain loop take turns window
+by window, as in the throughput rounds; the fixed cost is cnnlab's ms per optimizer step minus
+the plain loop's, at ``speed.steps_per_execution=1`` and at the default (``auto``). It is the
+median over all rounds of the window pairs' differences (window k of each side, run a moment
+apart), with a bootstrap 95 % interval of that median: the difference is a small part of a
+step, below the machine's drift between rounds, so it is measured where both sides saw the
+same machine. The smaller the step, the smaller the VM's jitter in milliseconds: with the
+2,454-parameter network used before (a 2-3 ms step) the interval was wider than the goal
+(docs/speed.md, "The fixed cost of a step that computes nothing").
 
 Alone: ``python -m bench.fixed_cost [--rounds 4] [--ways 1 16 64 auto] [--out DIR] [overrides]``.
 """
@@ -22,16 +24,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.rounds import bench_rounds, median
-from bench.throughput import WINDOW
+from bench.rounds import bench_rounds, median, median_interval
 from cnnlab.perf.speed import AUTO_STEPS
 from cnnlab.runs.resolvers import PROJECT_ROOT
 
-TINY = ["model.filters=2", "model.dense_units=4", "data.batch_size=16",
+TINY = ["model.filters=1", "model.convs_per_block=1", "model.kernel_size=4", "model.stride=4",
+        "model.pool_size=7", "model.dense_layers=0", "data.batch_size=16",
         "trainer.precision=32-true", "speed.threads=1"]  # fmt: skip
-STEPS = 3072  # training steps per side and round (--max-steps-per-epoch if given)
-QUICK_STEPS = 256
-FIXED_WINDOW = 128  # steps per timed window: a multiple of 1, 16, 64 and 128 (auto's here)
+STEPS = 3072  # training steps per side and epoch (--max-steps-per-epoch if given)
+ROUND_EPOCHS = 4  # epochs per round: more window pairs per process start (a quick check: 1)
+QUICK_STEPS, QUICK_WINDOW = 1024, 256  # a quick check: auto's second execution is 256+ steps
+# steps per timed window: a multiple of every N that auto reaches here (a step of 0.5-1 ms
+# grows its executions to 256 or 512 steps, the most that fit in AUTO_SECONDS)
+FIXED_WINDOW = 512
 WAYS = ["1", "auto"]  # speed.steps_per_execution values timed by default
 
 
@@ -40,20 +45,25 @@ def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) 
     # a quick check (--max-steps-per-epoch) still runs QUICK_STEPS: auto's executions grow
     # past its first 16 steps to the pace's, and the meters need whole windows after them
     steps = max(args.max_steps_per_epoch, QUICK_STEPS) if args.max_steps_per_epoch else STEPS
-    window = FIXED_WINDOW if steps >= 4 * FIXED_WINDOW else WINDOW  # a quick check: 32
-    quick = argparse.Namespace(**{**vars(args), "max_steps_per_epoch": steps, "round_epochs": 1})
-    result: dict[str, Any] = {"model": TINY, "steps_per_round": steps, "window_steps": window}
+    full = steps >= 4 * FIXED_WINDOW
+    window, epochs = (FIXED_WINDOW, ROUND_EPOCHS) if full else (QUICK_WINDOW, 1)
+    sized = {"max_steps_per_epoch": steps, "round_epochs": epochs}
+    sized_args = argparse.Namespace(**{**vars(args), **sized})
+    result: dict[str, Any] = {"model": TINY, "steps_per_epoch": steps, "epochs_per_round": epochs,
+                              "window_steps": window}  # fmt: skip
     for n in getattr(args, "ways", WAYS):  # make bench's --fixed-cost: all of them
         way = f"N=auto (from {AUTO_STEPS['cpu']} on CPU)" if n == "auto" else f"N={n}"
         here = out / "fixed_cost" / f"N-{n}"
         tiny = [*overrides, *TINY, f"speed.steps_per_execution={n}"]
-        rounds = bench_rounds(here, tiny, quick, window)
+        rounds = bench_rounds(here, tiny, sized_args, window)
         per_round = [window_differences(r) for r in rounds]
         pooled = [ms for differences in per_round for ms in differences]
+        fixed, low, high = median_interval(pooled) if pooled else (None, None, None)
         result[way] = {
             "plain_ms": median([r["plain"]["median_step_ms"] for r in rounds]),
             "cnnlab_ms": median([r["cnnlab"]["median_step_ms"] for r in rounds]),
-            "fixed_cost_ms": round(median(pooled), 4) if pooled else None,
+            "fixed_cost_ms": fixed,
+            "fixed_cost_ci95_ms": [low, high],
             "window_pairs": len(pooled),
             "fixed_cost_ms_per_round": [round(median(d), 4) for d in per_round if d],
         }
@@ -72,8 +82,9 @@ def fixed_cost_lines(fixed: dict[str, Any]) -> list[str]:
     head = f"Fixed cost per optimizer step ({' '.join(fixed['model'])}; cnnlab minus plain loop):"
     return ["", head] + [
         f"- {way}: plain {row['plain_ms']:.3f} ms, cnnlab {row['cnnlab_ms']:.3f} ms, "
-        f"fixed cost {row['fixed_cost_ms']:.3f} ms (median of {row['window_pairs']} window "
-        f"pairs; rounds' medians: {row['fixed_cost_ms_per_round']})"
+        f"fixed cost {row['fixed_cost_ms']:.3f} ms (95 % interval {row['fixed_cost_ci95_ms']}; "
+        f"median of {row['window_pairs']} window pairs; rounds' medians: "
+        f"{row['fixed_cost_ms_per_round']})"
         for way, row in fixed.items()
         if isinstance(row, dict)
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 from pathlib import Path
@@ -75,3 +76,12 @@ def median(values: list[float | None]) -> float | None:
     """The median of the measured values (a side too short to time one window gives None)."""
     measured = [value for value in values if value is not None]
     return statistics.median(measured) if measured else None
+
+
+def median_interval(values: list[float], draws: int = 1000) -> tuple[float, float, float]:
+    """The median and a bootstrap 95 % interval of it (seeded: the same values give the same
+    interval), in the values' unit, rounded to 0.1 us for milliseconds."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    low, high = medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+    return round(statistics.median(values), 4), round(low, 4), round(high, 4)

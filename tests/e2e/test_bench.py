@@ -99,7 +99,8 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
     fixed = report["fixed_cost"]  # the tiny network, at N=1 and the default N, both timed
     auto = "N=auto (from 16 on CPU)"
     assert [way for way in fixed if way.startswith("N=")] == ["N=1", auto]
-    assert fixed["steps_per_round"] == 256 and fixed["window_steps"] == 32  # a quick check
+    assert fixed["steps_per_epoch"] == 1024 and fixed["window_steps"] == 256  # a quick check
+    assert fixed["epochs_per_round"] == 1
     for way, n in (("N=1", "1"), (auto, "auto")):
         assert fixed[way]["plain_ms"] > 0 and fixed[way]["cnnlab_ms"] > 0
         differences = []  # window k of cnnlab minus window k of the plain loop, every round
@@ -111,6 +112,9 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
         assert fixed[way]["window_pairs"] == len(differences) > 0
         median = statistics.median(differences)
         assert fixed[way]["fixed_cost_ms"] == pytest.approx(median, abs=1e-4)
+        low, high = fixed[way]["fixed_cost_ci95_ms"]  # a bootstrap interval around it (to 1e-4)
+        assert low <= fixed[way]["fixed_cost_ms"] <= high
+        assert min(differences) - 1e-4 <= low and high <= max(differences) + 1e-4
     assert "Fixed cost per optimizer step" in (tmp_path / "bench" / "bench.md").read_text()
     for way, share in (("share_cores", "true"), ("share_cores=false", "false")):
         row = report["pair"][way]  # one training alone, then two at once, each timed
