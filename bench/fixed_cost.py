@@ -9,9 +9,9 @@ the plain loop's, at ``speed.steps_per_execution=1`` and at the default (``auto`
 median over all rounds of the window pairs' differences (window k of each side, run a moment
 apart), with a bootstrap 95 % interval of that median: the difference is a small part of a
 step, below the machine's drift between rounds, so it is measured where both sides saw the
-same machine. The smaller the step, the smaller the VM's jitter in milliseconds: with the
-2,454-parameter network used before (a 2-3 ms step) the interval was wider than the goal
-(docs/speed.md, "The fixed cost of a step that computes nothing").
+same machine. The VM's jitter is a share of the step, so the smaller the step, the finer the
+difference it resolves: with the larger network used before, the interval was wider than the
+goal (docs/speed.md, "The fixed cost of a step that computes nothing").
 
 Alone: ``python -m bench.fixed_cost [--rounds 4] [--ways 1 16 64 auto] [--out DIR] [overrides]``.
 """
@@ -33,9 +33,10 @@ TINY = ["model.filters=1", "model.convs_per_block=1", "model.kernel_size=4", "mo
         "trainer.precision=32-true", "speed.threads=1"]  # fmt: skip
 STEPS = 3072  # training steps per side and epoch (--max-steps-per-epoch if given)
 ROUND_EPOCHS = 4  # epochs per round: more window pairs per process start (a quick check: 1)
-QUICK_STEPS, QUICK_WINDOW = 1024, 256  # a quick check: auto's second execution is 256+ steps
-# steps per timed window: a multiple of every N that auto reaches here (a step of 0.5-1 ms
-# grows its executions to 256 or 512 steps, the most that fit in AUTO_SECONDS)
+# a quick check: at TINY's pace auto's second execution is already hundreds of steps
+QUICK_STEPS, QUICK_WINDOW = 1024, 256
+# steps per timed window: a multiple of every N auto reaches at TINY's pace on the CPUs
+# measured (the most steps that fit in AUTO_SECONDS, docs/speed.md)
 FIXED_WINDOW = 512
 WAYS = ["1", "auto"]  # speed.steps_per_execution values timed by default
 
