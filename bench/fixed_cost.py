@@ -33,8 +33,7 @@ TINY = ["model.filters=1", "model.convs_per_block=1", "model.kernel_size=4", "mo
         "trainer.precision=32-true", "speed.threads=1"]  # fmt: skip
 STEPS = 3072  # training steps per side and epoch (--max-steps-per-epoch if given)
 ROUND_EPOCHS = 4  # epochs per round: more window pairs per process start (a quick check: 1)
-# a quick check: at TINY's pace auto's second execution is already hundreds of steps
-QUICK_STEPS, QUICK_WINDOW = 1024, 256
+QUICK_STEPS, QUICK_WINDOW = 1024, 256  # a quick check (--max-steps-per-epoch): at least these
 # steps per timed window: a multiple of every N auto reaches at TINY's pace on the CPUs
 # measured (the most steps that fit in AUTO_SECONDS, docs/speed.md)
 FIXED_WINDOW = 512
@@ -43,8 +42,8 @@ WAYS = ["1", "auto"]  # speed.steps_per_execution values timed by default
 
 def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """ms per optimizer step of both sides and their difference, for each way."""
-    # a quick check (--max-steps-per-epoch) still runs QUICK_STEPS: auto's executions grow
-    # past its first 16 steps to the pace's, and the meters need whole windows after them
+    # a quick check (--max-steps-per-epoch) still runs QUICK_STEPS: at TINY's pace auto's
+    # second execution is already hundreds of steps, and the meters need whole windows after
     steps = max(args.max_steps_per_epoch, QUICK_STEPS) if args.max_steps_per_epoch else STEPS
     full = steps >= 4 * FIXED_WINDOW
     window, epochs = (FIXED_WINDOW, ROUND_EPOCHS) if full else (QUICK_WINDOW, 1)
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=4, help="rounds of cnnlab vs. the plain loop")
     p.add_argument("--max-steps-per-epoch", type=int, default=None,
-                   help=f"steps per side and round (default {STEPS})")  # fmt: skip
+                   help=f"steps per side and epoch (default {STEPS})")  # fmt: skip
     p.add_argument("--ways", nargs="+", default=WAYS,
                    help="speed.steps_per_execution values to time (default: 1 auto)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
