@@ -28,15 +28,18 @@ from cnnlab.errors import CnnlabError
 from cnnlab.perf.speed import Speed
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import write_json
-from cnnlab.runs.training import build_model
+from cnnlab.runs.training import build_model, resolve_trainer_precision
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 def compose_train_config(overrides: list[str]) -> DictConfig:
-    """The config ``python -m cnnlab.train <overrides>`` would run with."""
+    """The config ``python -m cnnlab.train <overrides>`` would run with, its precision resolved
+    for this machine as the run resolves it."""
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+        cfg = compose("train", overrides=overrides)
+    resolve_trainer_precision(cfg)
+    return cfg
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

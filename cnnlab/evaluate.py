@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.perf.precision import resolve_precision
 from cnnlab.runs.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
 from cnnlab.runs.cli import compute_and_report, run_cli
 
@@ -36,7 +37,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
-        precision=cfg.precision or trained_precision(ckpt),
+        precision=resolve_precision(
+            cfg.precision or trained_precision(ckpt), cfg.accelerator
+        ).value,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,

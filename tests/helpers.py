@@ -93,9 +93,11 @@ def cli(module: str, *overrides: str, output_dir: Path, timeout: int = 600, **en
     )
 
 
-def train_run(output_dir: Path, *overrides: str) -> tuple[Path, subprocess.CompletedProcess]:
+def train_run(
+    output_dir: Path, *overrides: str, env: dict[str, str] | None = None
+) -> tuple[Path, subprocess.CompletedProcess]:
     """A successful ``cnnlab.train`` run through the real CLI: its run directory and process."""
-    done = cli("cnnlab.train", *overrides, output_dir=output_dir)
+    done = cli("cnnlab.train", *overrides, output_dir=output_dir, **(env or {}))
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = run_dirs(output_dir)
     return run_dir, done

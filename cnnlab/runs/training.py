@@ -27,6 +27,7 @@ from cnnlab.callbacks.signals import Signalled, as_interruption, signals_stop_th
 from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
 from cnnlab.models.classifier import MNISTClassifier, make_classifier
+from cnnlab.perf.precision import Precision, resolve_precision, warn_if_emulated
 from cnnlab.perf.speed import Speed
 from cnnlab.runs.checkpoints import resume_point
 from cnnlab.runs.checks import check_config
@@ -77,11 +78,21 @@ class Parts:
     callbacks: list[L.Callback]
     trainer: L.Trainer
     ckpt_path: str | None  # the checkpoint to continue from, checked to fit the model
+    precision: Precision  # trainer.precision as resolved for this machine, and why
+
+
+def resolve_trainer_precision(cfg: DictConfig) -> Precision:
+    """Resolve ``trainer.precision`` (``auto``: by the device's hardware) in ``cfg`` itself, so
+    the saved config, result.json and HPARAMS hold the precision the run really used."""
+    precision = resolve_precision(cfg.trainer.precision, str(cfg.trainer.accelerator))
+    cfg.trainer.precision = precision.value
+    return precision
 
 
 def build(cfg: DictConfig) -> Parts:
     """Check the config and build the run from it: every constructor's own check has run, so a
     bad value is refused here, before the run prints or writes anything."""
+    precision = resolve_trainer_precision(cfg)  # first: the checks read the value it trains in
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # first: the initial weights too
     datamodule = instantiate(cfg.data)
@@ -104,7 +115,8 @@ def build(cfg: DictConfig) -> Parts:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, **own_step
     )
-    return Parts(datamodule, model, callbacks, trainer, resume_point(model, cfg.ckpt_path))
+    ckpt_path = resume_point(model, cfg.ckpt_path)
+    return Parts(datamodule, model, callbacks, trainer, ckpt_path, precision)
 
 
 def fit_and_test(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
@@ -139,6 +151,7 @@ def check_resumed_run(overrides: list[str]) -> None:
     when it starts, so a resume that is refused must be refused while the run is as it was."""
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
+    resolve_trainer_precision(cfg)
     check_config(cfg)
     instantiate(cfg.data)  # its own range checks
     resume_point(build_model(cfg), cfg.ckpt_path)
@@ -161,6 +174,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             if cfg.ckpt_path:
                 record["continued_from"] = str(cfg.ckpt_path)
             parts = build(cfg)  # checked before anything is printed or written
+            log.info("%s", parts.precision)
+            warn_if_emulated(parts.precision)
+            record["precision"] = parts.precision.value
             write_text_atomically(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             if cfg.print_config:
                 log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))

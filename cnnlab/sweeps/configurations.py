@@ -45,9 +45,15 @@ def varied_knobs(trials: list[dict[str, Any]]) -> dict[str, set[str]]:
     return {key: found for key, found in values.items() if len(found) > 1}
 
 
-def configuration_of(overrides: str) -> str:
-    """A trial's overrides without those that only repeat it (seed, fold), in a fixed order."""
-    return " ".join(sorted(o for o in overrides.split() if override_key(o) not in REPLICA_KEYS))
+def configuration_of(overrides: str, precision: str | None = None) -> str:
+    """A trial's overrides without those that only repeat it (seed, fold), in a fixed order,
+    with the precision it trained in: ``trainer.precision=auto`` picks by the machine's
+    hardware, so trials run on different machines are different configurations."""
+    keys = (*REPLICA_KEYS, "trainer.precision") if precision else REPLICA_KEYS
+    kept = [o for o in overrides.split() if override_key(o) not in keys]
+    if precision:
+        kept.append(f"trainer.precision={precision}")
+    return " ".join(sorted(kept))
 
 
 def configurations(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -55,7 +61,8 @@ def configurations(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for trial in trials:
         if trial["status"] == "finished":
-            groups.setdefault(configuration_of(trial["overrides"]), []).append(trial)
+            key = configuration_of(trial["overrides"], trial.get("precision"))
+            groups.setdefault(key, []).append(trial)
     rows = [_row(configuration, members) for configuration, members in groups.items()]
     rows.sort(key=lambda row: -row["val/acc mean"] if row["val/acc mean"] is not None else 1.0)
     for rank, row in enumerate(rows, 1):
@@ -79,9 +86,11 @@ def has_repeats(rows: list[dict[str, Any]]) -> bool:
 
 
 def to_markdown(rows: list[dict[str, Any]], shared: set[str]) -> str:
-    """The table, configurations shown without the overrides every trial shares."""
+    """The table, configurations shown without the overrides every trial shares (the
+    precision too, where every one trained in the same)."""
     if not has_repeats(rows):
         return "No trials differ only in seed or data.fold: one trial per configuration.\n"
+    shared = shared | set.intersection(*(set(row["configuration"].split()) for row in rows))
     head = ["rank", "configuration", "n", *METRICS, "trials"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:

@@ -32,7 +32,7 @@ from cnnlab.sweeps import configurations
 CSV_FILE = "leaderboard.csv"
 MARKDOWN_FILE = "leaderboard.md"
 COLUMNS = (
-    "rank", "trial", "status", "val/acc", "test/acc", "val/loss", "test/loss",
+    "rank", "trial", "status", "precision", "val/acc", "test/acc", "val/loss", "test/loss",
     "params", "wall_time_s", "overrides", "error", "dir",
 )  # fmt: skip
 SHOWN = COLUMNS[:-1]  # the Markdown table leaves out the directory (the trial number names it)
