@@ -5,7 +5,8 @@ pool and the output layer, 37 parameters, batch 16, fp32, one thread) makes a st
 fixed cost: PyTorch's own per-op cost, on both sides, and what Lightning and cnnlab add. cnnlab
 (its real CLI and Trainer, default callbacks and logger) and the plain loop take turns window
 by window, as in the throughput rounds; the fixed cost is cnnlab's ms per optimizer step minus
-the plain loop's, at ``speed.steps_per_execution=1`` and at the default (``auto``). It is the
+the plain loop's, in Lightning's own loop (the default, ``speed.steps_per_execution=null``) and
+with N steps per execution (``auto``, the opt-in ``speed=executions``). It is the
 median over all rounds of the window pairs' differences (window k of each side, run a moment
 apart), with a bootstrap 95 % interval of that median: the difference is a small part of a
 step, below the machine's drift between rounds, so it is measured where both sides saw the
@@ -13,7 +14,7 @@ same machine. The VM's jitter is a share of the step, so the smaller the step, t
 difference it resolves: with the larger network used before, the interval was wider than the
 goal (docs/speed.md, "The fixed cost of a step that computes nothing").
 
-Alone: ``python -m bench.fixed_cost [--rounds 4] [--ways 1 16 64 auto] [--out DIR] [overrides]``.
+Alone: ``python -m bench.fixed_cost [--rounds 4] [--ways null 1 16 auto] [--out DIR] [overrides]``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.rounds import bench_rounds, median, median_interval
-from cnnlab.perf.speed import AUTO_STEPS
+from cnnlab.perf.executions import AUTO_STEPS
 from cnnlab.runs.resolvers import PROJECT_ROOT
 
 TINY = ["model.filters=1", "model.convs_per_block=1", "model.kernel_size=4", "model.stride=4",
@@ -37,7 +38,7 @@ QUICK_STEPS, QUICK_WINDOW = 1024, 256  # a quick check (--max-steps-per-epoch): 
 # steps per timed window: a multiple of every N auto reaches at TINY's pace on the CPUs
 # measured (the most steps that fit in AUTO_SECONDS, docs/speed.md)
 FIXED_WINDOW = 512
-WAYS = ["1", "auto"]  # speed.steps_per_execution values timed by default
+WAYS = ["null", "auto"]  # speed.steps_per_execution values timed by default
 
 
 def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) 
     result: dict[str, Any] = {"model": TINY, "steps_per_epoch": steps, "epochs_per_round": epochs,
                               "window_steps": window}  # fmt: skip
     for n in getattr(args, "ways", WAYS):  # make bench's --fixed-cost: all of them
-        way = f"N=auto (from {AUTO_STEPS['cpu']} on CPU)" if n == "auto" else f"N={n}"
+        way = way_name(n)
         here = out / "fixed_cost" / f"N-{n}"
         tiny = [*overrides, *TINY, f"speed.steps_per_execution={n}"]
         rounds = bench_rounds(here, tiny, sized_args, window)
@@ -69,6 +70,13 @@ def bench_fixed_cost(out: Path, overrides: list[str], args: argparse.Namespace) 
         }
         print(f"fixed cost, {way}: {result[way]['fixed_cost_ms']} ms per optimizer step")
     return result
+
+
+def way_name(n: str) -> str:
+    """How the bench names a ``speed.steps_per_execution`` value."""
+    if n == "null":
+        return "Lightning's loop (the default)"
+    return f"N=auto (from {AUTO_STEPS['cpu']} on CPU)" if n == "auto" else f"N={n}"
 
 
 def window_differences(round_: dict[str, Any]) -> list[float]:
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-steps-per-epoch", type=int, default=None,
                    help=f"steps per side and epoch (default {STEPS})")  # fmt: skip
     p.add_argument("--ways", nargs="+", default=WAYS,
-                   help="speed.steps_per_execution values to time (default: 1 auto)")  # fmt: skip
+                   help="speed.steps_per_execution values (default: null auto)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both sides)")
     args = p.parse_args(argv)

@@ -5,8 +5,9 @@ Each side runs in its own process through the real CLI (``bench.jobs``), one aft
 1. cnnlab at its defaults (``trainer=gpu``, 5 epochs, tested): images/s, the fit's seconds
    (``train_s``), the whole command's seconds and test accuracy;
 2. the plain PyTorch loop (eager) at the same precision, one epoch: the images/s to match;
-3. cnnlab with ``speed.steps_per_execution=1`` and with ``speed.compile=reduce-overhead``
-   (CUDA graphs of the network's forward and backward), one epoch each;
+3. cnnlab with N steps per execution (``speed=executions``: what it is for, steps of about a
+   millisecond) and with ``speed.compile=reduce-overhead`` (CUDA graphs of the network's
+   forward and backward), one epoch each;
 4. a 4-trial sweep, one trial after another and 4 at once sharing the GPU
    (``launcher=joblib hydra.launcher.n_jobs=4``): aggregate images/s.
 
@@ -33,14 +34,14 @@ from cnnlab.runs.results import write_json
 
 # Bars of issue 14 for the GPU (the GPU run; a dry run reports them, meaningless on CPU)
 BARS = {"cnnlab/plain images_per_s": 0.95, "fit_s": 1.5, "end_to_end_s": 15.0}
-# a dry run's epoch: 80 batches, so both meters close a window (cnnlab's executions of 16:
-# past the 32-step warm-up at 32, a window of 32 steps at 64)
+# a dry run's epoch: 80 batches, so both meters close a window (past the 32-step warm-up, a
+# window of 32 steps; executions of 16 close theirs at 32 and 64 too)
 DRY = ["trainer.limit_train_batches=80", "trainer.limit_val_batches=2",
        "trainer.limit_test_batches=2"]  # fmt: skip
 DRY_EPOCHS = ["trainer.max_epochs=2"]  # the defaults' 5 epochs, in a dry run
 ONE_EPOCH = ["trainer.max_epochs=1", "test=false"]
 WAYS = {  # cnnlab variants timed for one epoch beside the defaults
-    "cnnlab N=1": ["speed.steps_per_execution=1"],
+    "cnnlab executions": ["speed=executions"],
     "cnnlab CUDA graphs": ["speed.compile=reduce-overhead"],
 }
 
@@ -93,7 +94,7 @@ def summary(measured: dict[str, Any], dry: bool) -> dict[str, Any]:
         "fit_s": cnnlab.get("train_s"),
         "end_to_end_s": cnnlab.get("wall_s"),
         "test_acc": cnnlab.get("test_acc"),
-        "N=1/default images_per_s": ratio(rows["cnnlab N=1"], cnnlab, "images_per_s"),
+        "executions/default images_per_s": ratio(rows["cnnlab executions"], cnnlab, "images_per_s"),
         "CUDA graphs/default images_per_s": ratio(
             rows["cnnlab CUDA graphs"], cnnlab, "images_per_s"
         ),

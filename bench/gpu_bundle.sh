@@ -14,8 +14,8 @@ mkdir -p "$bundle/wheels"
 "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   -d "$bundle/wheels" "$(pin hydra-core)" "$(pin omegaconf)" "$(pin hydra-joblib-launcher)"
 "$python" -m pip wheel -q --no-deps -w "$bundle/wheels" "$(pin antlr4-python3-runtime)"
-raw=$("$python" -c 'import os, cnnlab.data.mnist_files as m
-print(m.ensure_mnist(os.environ.get("CNNLAB_DATA_DIR", "data")))')
+raw=$("$python" -c 'import os; from cnnlab.data.mnist import MNIST
+print(MNIST().prepare(os.environ.get("CNNLAB_DATA_DIR", "data")))')
 tar -czf "$bundle/mnist-raw.tar.gz" -C "$raw" \
   train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
 du -sh "$bundle"

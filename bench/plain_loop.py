@@ -28,7 +28,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.perf.speed import Speed
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import write_json
-from cnnlab.runs.training import build_model, resolve_trainer_precision
+from cnnlab.runs.training import build_classifier, resolve_trainer_precision
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -79,8 +79,9 @@ def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> N
     images, labels = data.splits["train"]
     if data.on_device:
         data.splits["train"] = (images.to(device), labels.to(device))
-    model = build_model(cfg)
+    model = build_classifier(cfg, speed)
     net = model.net.to(device)
+    speed.apply_to(net)  # what cnnlab's SpeedUpNetwork callback does as the Trainer sets up
     optimizer = model.configure_optimizers()
     precision = str(cfg.trainer.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
@@ -95,7 +96,7 @@ def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> N
         for x, y in itertools.islice(loader, min(per_epoch, steps - done)):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast_for(precision, device):
-                loss = F.cross_entropy(net(speed.layout(x)), y)
+                loss = F.cross_entropy(net(x), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

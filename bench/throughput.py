@@ -128,7 +128,7 @@ class ThroughputCallback(L.Callback):
         self.path, self.warmup, self.window = Path(path), warmup, window
         self.turns = (turns_dir, turns_role) if turns_dir else None
         self.meter: ThroughputMeter | None = None
-        self.before = (0, 0)  # (optimizer steps, images of the epoch) as a Lightning step began
+        self.seen = (0, 0)  # (optimizer steps, images of the epoch) as the last step ended
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         turns = Turns(*self.turns) if self.turns else None
@@ -137,14 +137,14 @@ class ThroughputCallback(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.meter.restart()
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        self.before = (pl_module.optimizer_steps, pl_module.train_images)
+        self.seen = (trainer.global_step, 0)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        """Counts the optimizer steps and images of the Lightning step that just ended."""
-        steps, images = pl_module.optimizer_steps, pl_module.train_images
-        self.meter.step_done(images - self.before[1], steps - self.before[0])
+        """Counts the optimizer steps and images of the Lightning step that just ended (one
+        batch, or an execution's: the training loader counts what it handed out)."""
+        now = (trainer.global_step, trainer.train_dataloader.images_handed_out)
+        self.meter.step_done(now[1] - self.seen[1], now[0] - self.seen[0])
+        self.seen = now
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.meter.finish()

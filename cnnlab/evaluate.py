@@ -28,12 +28,21 @@ def trained_precision(ckpt: Path) -> str:
     return "32-true"
 
 
+def test_data(trained: dict[str, Any], cfg: DictConfig) -> L.LightningDataModule:
+    """The checkpoint's own dataset, from this machine's data directory; checkpoints from
+    before cnnlab recorded it (2026-12-05) were all trained on ``cfg.data`` (MNIST)."""
+    data = trained["data"]
+    if "_target_" not in data:
+        return instantiate(cfg.data)
+    return instantiate({**data, "data_dir": cfg.paths.data_dir})
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the 10,000 MNIST test images; return loss, accuracy, per class."""
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise CheckpointError("ckpt_path is required: ckpt_path=<checkpoint file or run dir>")
     ckpt = resolve_checkpoint(cfg.ckpt_path)
-    model = load_model(ckpt)
+    model, trained = load_model(ckpt)
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
@@ -45,7 +54,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         enable_model_summary=False,
         enable_progress_bar=False,
     )
-    (metrics,) = trainer.test(model, datamodule=instantiate(cfg.data), verbose=False)
+    (metrics,) = trainer.test(model, datamodule=test_data(trained, cfg), verbose=False)
     per_class = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("test_per_")}
     return {
         "checkpoint": str(ckpt),

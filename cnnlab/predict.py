@@ -15,14 +15,14 @@ import hydra
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from cnnlab.data.digits import ImageFileError, image_files, invert_mode, load_digit
-from cnnlab.errors import CnnlabError, say
-from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.data.digits import DIGIT_SHAPE, ImageFileError, image_files, invert_mode, load_digit
+from cnnlab.errors import CnnlabError, one_line, say
+from cnnlab.models.classifier import Classifier
 from cnnlab.runs.checkpoints import load_model, resolve_checkpoint
 from cnnlab.runs.cli import compute_and_report, run_cli
 
 
-def top_classes(model: MNISTClassifier, digits: torch.Tensor, k: int) -> list[list[dict]]:
+def top_classes(model: Classifier, digits: torch.Tensor, k: int) -> list[list[dict]]:
     """For each digit (N, 1, 28, 28): its ``k`` most probable classes, most probable first."""
     with torch.no_grad():
         probs = model.predict_step(digits, 0)
@@ -36,6 +36,18 @@ def top_classes(model: MNISTClassifier, digits: torch.Tensor, k: int) -> list[li
     ]
 
 
+def check_takes_digits(model: Classifier, ckpt: object) -> None:
+    """``predict`` makes every image MNIST-like (1x28x28): refuse a network that takes others."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *DIGIT_SHAPE))
+    except RuntimeError as e:
+        raise CnnlabError(
+            f"ckpt_path={ckpt}: its network does not take {'x'.join(map(str, DIGIT_SHAPE))} "
+            f"images, which is what predict makes of yours ({one_line(e)})"
+        ) from None
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Predict every image that can be read; collect one error line for each that can't."""
     if cfg.top_k < 1:
@@ -44,7 +56,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     paths = list(cfg.images) if isinstance(cfg.images, ListConfig) else [cfg.images]
     files = image_files([str(p) for p in paths])
     ckpt = resolve_checkpoint(cfg.ckpt_path)
-    model = load_model(ckpt)
+    model, _ = load_model(ckpt)
+    check_takes_digits(model, ckpt)
     digits, good, errors = [], [], []
     for path in files:
         try:

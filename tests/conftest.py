@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.data.mnist_files import ensure_mnist
+from cnnlab.data.mnist import MNIST
 from tests.helpers import DATA_DIR
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST files, verified by MD5; fetched once per machine."""
-    ensure_mnist(DATA_DIR)
+    MNIST().prepare(DATA_DIR)
     return DATA_DIR

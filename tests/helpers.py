@@ -18,6 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cnnlab.data.datamodule import ImageDataModule
+from cnnlab.data.mnist import MNIST
 from cnnlab.perf.speed import Speed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +122,14 @@ def sweep_dir_of(output_dir: Path) -> Path:
 def leaderboard(sweep_dir: Path) -> list[dict]:
     with open(sweep_dir / "leaderboard.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+MNIST_NAMES = list(OmegaConf.load(ROOT / "conf" / "data" / "mnist.yaml").class_names)
+
+
+def mnist_data(data_dir: Path | str, **settings: object) -> ImageDataModule:
+    """The general DataModule on MNIST, as ``conf/data/mnist.yaml`` describes it."""
+    return ImageDataModule(str(data_dir), MNIST(), 1, 28, 10, MNIST_NAMES, **settings)
 
 
 def speed_preset(name: str) -> Speed:

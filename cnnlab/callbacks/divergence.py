@@ -1,7 +1,7 @@
 """Stop a run whose training loss becomes NaN or infinite, instead of "finishing" with junk.
 
 The check costs no host sync per step: each training step ANDs ``isfinite`` of its losses (one
-per optimizer step it ran) into a flag that stays on the device; the flag is read once
+per batch it trained) into a flag that stays on the device; the flag is read once
 ``check_every_n_steps`` optimizer steps have passed since the last read, and before each
 validation (so a diverged epoch never reaches ModelCheckpoint and never overwrites last.ckpt).
 Lightning's alternatives are slower (``detect_anomaly``) or epoch-level on a logged metric only
@@ -42,7 +42,7 @@ class StopOnNonFiniteLoss(L.Callback):
             return
         finite = torch.isfinite(losses.detach()).all()
         self._finite = finite if self._finite is None else self._finite & finite
-        if pl_module.optimizer_steps - self._since_step >= self.check_every_n_steps:
+        if trainer.global_step - self._since_step >= self.check_every_n_steps:
             self._check(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -54,11 +54,11 @@ class StopOnNonFiniteLoss(L.Callback):
 
     def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._finite is not None and not bool(self._finite):
-            lr = pl_module.hparams.get("optimizer", {}).get("lr")
-            step, epoch = pl_module.optimizer_steps, trainer.current_epoch
+            lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+            step, epoch = trainer.global_step, trainer.current_epoch
             raise TrainingDiverged(
                 f"training diverged: the training loss became NaN or infinite between steps "
                 f"{self._since_step} and {step} (epoch {epoch}); "
                 f"optimizer.lr={lr} is likely too high. Checkpoints saved before are kept."
             )
-        self._finite, self._since_step = None, pl_module.optimizer_steps
+        self._finite, self._since_step = None, trainer.global_step

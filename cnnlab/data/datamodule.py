@@ -1,4 +1,7 @@
-"""MNIST as whole-dataset tensors: batches are index slices, no per-item PIL work, no workers."""
+"""The general DataModule: a dataset held as whole tensors, batches are index slices, no per-item
+PIL work, no workers. Nothing here is about one dataset: where the images come from is the
+``images`` the config names (``cnnlab.data.mnist``, ``cnnlab.data.fashion_mnist``), what the
+classes are called is the data config's (``conf/data/``)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from cnnlab import CLASS_NAMES
 from cnnlab.data.augment import RandomAffine
-from cnnlab.data.mnist_files import ensure_mnist, raw_dir, read_idx
+from cnnlab.data.idx_files import IdxImages
 from cnnlab.errors import CnnlabError
 
 VALIDATION_MODES = ("holdout", "test")
@@ -78,6 +80,11 @@ class TensorLoader:
         batches = -(-len(self.sampler) // self.batch_size)
         return batches if self.limit is None else min(batches, self.limit)
 
+    @property
+    def images_handed_out(self) -> int:
+        """Images of the current pass handed out so far (what ``make bench`` counts)."""
+        return min(self.handed_out * self.batch_size, len(self.sampler))
+
     def state_dict(self) -> dict[str, int]:
         return {"batches_done": self.handed_out}
 
@@ -119,22 +126,28 @@ class TensorLoader:
         return self.images[batch], self.labels[batch]
 
 
-class MNISTDataModule(L.LightningDataModule):
-    """MNIST train/val/test splits, scaled to [0, 1] by /255 exactly as the lesson does.
+class ImageDataModule(L.LightningDataModule):
+    """Train/val/test splits of ``images``, scaled to [0, 1] by /255 exactly as the lesson does.
 
     ``validation="holdout"`` (default) validates on a fixed, seeded hold-out of ``val_size``
     training images; with ``folds`` (k-fold cross-validation) the hold-out is instead fold
-    ``fold`` of ``folds`` disjoint, stratified folds of the 60,000 (``fold_assignment``), the
-    test set untouched. ``augment`` warps training batches (``RandomAffine``: shifts and
-    rotations; off by default). ``validation="test"`` reproduces the lesson: train on all 60,000 and
-    validate on the 10,000 test images.
+    ``fold`` of ``folds`` disjoint, stratified folds of the training images
+    (``fold_assignment``), the test set untouched. ``augment`` warps training batches
+    (``RandomAffine``: shifts and rotations; off by default). ``validation="test"`` reproduces
+    the lesson: train on every training image and validate on the test images.
+    ``channels``, ``image_size``, ``num_classes`` and ``class_names`` describe the data to the
+    rest of the config (the network's input and output: ``conf/model/``); they are checked
+    against ``images`` here, before anything runs.
     """
-
-    class_names = CLASS_NAMES
 
     def __init__(
         self,
         data_dir: str,
+        images: IdxImages,
+        channels: int,
+        image_size: int,
+        num_classes: int,
+        class_names: list[str],
         batch_size: int = 128,
         eval_batch_size: int = 200,
         validation: str = "holdout",
@@ -147,31 +160,38 @@ class MNISTDataModule(L.LightningDataModule):
         augment: RandomAffine | None = None,
     ) -> None:
         super().__init__()
-        check_folds(folds, fold, validation)
+        check_description(images, channels, image_size, num_classes, list(class_names))
+        check_folds(folds, fold, validation, images.train_size)
         if validation not in VALIDATION_MODES:
             raise CnnlabError(f"data.validation={validation!r}: must be one of holdout, test")
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
                 raise CnnlabError(f"data.{key}={value}: must be >= 1")
-        if validation == "holdout" and not 0 < val_size < 60_000:
-            raise CnnlabError(f"data.val_size={val_size}: must be in [1, 59999]")
-        self.data_dir = Path(data_dir)
+        if validation == "holdout" and not 0 < val_size < images.train_size:
+            raise CnnlabError(f"data.val_size={val_size}: must be in [1, {images.train_size - 1}]")
+        self.data_dir, self.images = Path(data_dir), images
+        self.class_names = list(class_names)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.validation, self.val_size = validation, val_size
         self.split_seed, self.shuffle_seed, self.on_device = split_seed, shuffle_seed, on_device
         self.folds, self.fold = folds, fold
         self.augment = augment  # training batches only
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
-        self.limit_train_batches: int | float | None = None  # set by cnnlab's own step
+        self.limit_train_batches: int | float | None = None  # set by the executions layer
+
+    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        """Images as float32 (N, C, H, W) = byte / 255, labels as int64 class indices."""
+        images, labels = self.images.load(self.data_dir, train)
+        return images.float().div_(255.0), labels
 
     def prepare_data(self) -> None:
-        ensure_mnist(self.data_dir)
+        self.images.prepare(self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        x_train, y_train = load_split(self.data_dir, train=True)
-        x_test, y_test = load_split(self.data_dir, train=False)
+        x_train, y_train = self.load_split(train=True)
+        x_test, y_test = self.load_split(train=False)
         if self.validation == "test":
             self.splits = {"train": (x_train, y_train), "val": (x_test, y_test)}
         else:
@@ -227,13 +247,30 @@ class MNISTDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
 
-def check_folds(folds: int | None, fold: int, validation: str) -> None:
+def check_description(
+    images: IdxImages, channels: int, image_size: int, num_classes: int, class_names: list[str]
+) -> None:
+    """The data config's description of ``images`` must be theirs (the network is built from
+    it): one line naming the key otherwise."""
+    name = type(images).__name__
+    for key, said, actual in (("channels", channels, images.channels),
+                              ("image_size", image_size, images.image_size),
+                              ("num_classes", num_classes, images.num_classes)):  # fmt: skip
+        if said != actual:
+            raise CnnlabError(f"data.{key}={said!r}: {name} has {actual}")
+    if len(class_names) != num_classes:
+        raise CnnlabError(
+            f"data.class_names: {len(class_names)} names for data.num_classes={num_classes}"
+        )
+
+
+def check_folds(folds: int | None, fold: int, validation: str, images: int) -> None:
     if folds is None:
         return
     if validation != "holdout":
         raise CnnlabError(f"data.folds={folds}: cross-validation needs data.validation=holdout")
-    if not 2 <= folds <= 60_000:
-        raise CnnlabError(f"data.folds={folds}: must be in [2, 60000] (or null: no folds)")
+    if not 2 <= folds <= images:
+        raise CnnlabError(f"data.folds={folds}: must be in [2, {images}] (or null: no folds)")
     if not 0 <= fold < folds:
         raise CnnlabError(f"data.fold={fold}: must be in [0, {folds - 1}] for data.folds={folds}")
 
@@ -253,8 +290,8 @@ def fold_assignment(labels: Tensor, folds: int, seed: int) -> Tensor:
 
 def batches_within(limit: int | float | None, batches: int) -> int | None:
     """``trainer.limit_train_batches`` as Lightning reads it (an int: at most that many; a
-    float: that fraction, rounded down), applied by the loader itself under cnnlab's own step:
-    Lightning's limit counts from where a resumed epoch starts, not from the epoch's start."""
+    float: that fraction, rounded down), applied by the loader itself under N steps per
+    execution (``cnnlab.perf.executions``), where Lightning would count executions."""
     if limit is None or isinstance(limit, bool):
         return None
     if isinstance(limit, float):
@@ -268,12 +305,3 @@ def batches_within(limit: int | float | None, batches: int) -> int | None:
     if limit < 1:
         raise CnnlabError(f"trainer.limit_train_batches={limit}: must be >= 1")
     return limit
-
-
-def load_split(data_dir: str | Path, train: bool) -> tuple[Tensor, Tensor]:
-    """Images as float32 (N, 1, 28, 28) = byte / 255, labels as int64 class indices."""
-    prefix = "train" if train else "t10k"
-    raw = raw_dir(data_dir)
-    images = torch.from_numpy(read_idx(raw / f"{prefix}-images-idx3-ubyte").copy())
-    labels = torch.from_numpy(read_idx(raw / f"{prefix}-labels-idx1-ubyte").copy())
-    return images.unsqueeze(1).float().div_(255.0), labels.long()

@@ -19,6 +19,7 @@ from torch import Tensor
 from cnnlab.errors import CnnlabError
 
 SIZE, BOX, CENTRE = 28, 20, 14.0
+DIGIT_SHAPE = (1, SIZE, SIZE)  # what every image becomes
 NOISE = 0.1
 """Ink fainter than this fraction of the darkest stroke is treated as background (paper grain,
 JPEG ripples), so it neither widens the bounding box nor pulls the centre of mass."""

@@ -6,6 +6,11 @@ per-class accuracy, the first conv layer's filters and one test image's feature 
 testing the only extra work is keeping each batch's predicted class and confidence, captured by
 a forward hook from the forward pass the test step already does. ``callbacks.figures=null``
 removes the callback, and with it every cost.
+
+Any network: classes are named as the module names them (``data.class_names``), and the
+feature maps are what forward hooks see leave each ``Conv2d`` and pooling layer, in the order
+the network runs them. A network without a convolution gets no filters or feature maps, said
+in one line.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from cnnlab import CLASS_NAMES
 from cnnlab.errors import CnnlabError
 from cnnlab.insight.plots import (
     RIGHT,
@@ -54,30 +58,35 @@ def confident_mistakes(labels: Tensor, preds: Tensor, confidence: Tensor, k: int
     return wrong[confidence[wrong].argsort(descending=True)[:k]]
 
 
-@torch.no_grad()
-def feature_stages(features: nn.Sequential, image: Tensor) -> list[tuple[str, Tensor]]:
-    """The feature maps of one image (1, H, W) after each conv's ReLU and each pool layer.
+FEATURE_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # what the feature-maps figure shows
 
-    Named as the model names its layers ("conv1+relu1", "pool1"), so the figure reads like
-    ``print(model)``.
-    """
-    stages, x, conv = [], image[None], ""
-    for name, layer in features.named_children():
-        x = layer(x)
-        if isinstance(layer, nn.Conv2d):
-            conv = name
-        elif isinstance(layer, nn.ReLU | nn.MaxPool2d):
-            stages.append((f"{conv}+{name}" if isinstance(layer, nn.ReLU) else name, x[0]))
+
+@torch.no_grad()
+def feature_stages(net: nn.Module, image: Tensor) -> list[tuple[str, Tensor]]:
+    """The feature maps of one image (C, H, W) as they leave each ``Conv2d`` and pooling layer
+    of ``net``, in the order the forward pass runs them, named as ``print(net)`` names them
+    (a conv's maps are before its activation)."""
+    stages: list[tuple[str, Tensor]] = []
+    hooks = [
+        layer.register_forward_hook(lambda _m, _i, out, name=name: stages.append((name, out[0])))
+        for name, layer in net.named_modules()
+        if isinstance(layer, FEATURE_LAYERS)
+    ]
+    try:
+        net(image[None])
+    finally:
+        for hook in hooks:
+            hook.remove()
     return stages
 
 
-def first_conv(module: nn.Module) -> tuple[str, nn.Conv2d]:
+def first_conv(module: nn.Module) -> tuple[str, nn.Conv2d] | None:
     """The first ``nn.Conv2d`` (its short name and the layer): the filters that see pixels."""
     return next(
-        (name.rsplit(".", 1)[-1], m)
-        for name, m in module.named_modules()
-        if isinstance(m, nn.Conv2d)
-    )
+        ((name.rsplit(".", 1)[-1], m) for name, m in module.named_modules()
+         if isinstance(m, nn.Conv2d)),
+        None,
+    )  # fmt: skip
 
 
 class Figures(L.Callback):
@@ -104,7 +113,7 @@ class Figures(L.Callback):
             return
         images, labels = trainer.train_dataloader.first_batch()
         images, labels = images[: self.num_images].cpu(), labels[: self.num_images].cpu()
-        names = [CLASS_NAMES[i] for i in labels]
+        names = [pl_module.class_names[i] for i in labels]
         title = "Training samples (the lesson's plt.imshow + plt.colorbar)"
         grid = image_grid(images[:, 0].numpy(), names, None, title, colorbar=True, cmap="viridis")
         self._publish(trainer, "train_samples", grid)
@@ -131,18 +140,20 @@ class Figures(L.Callback):
             return
         started = time.perf_counter()
         images, labels, preds, confidence = (torch.cat(t).cpu() for t in zip(*batches, strict=True))
-        self._draw_predictions(trainer, images, labels, preds, confidence)
-        matrix = confusion(labels, preds, len(CLASS_NAMES))
-        self._publish(trainer, "confusion_matrix", confusion_figure(matrix.numpy(), CLASS_NAMES))
+        names = pl_module.class_names
+        self._draw_predictions(trainer, names, images, labels, preds, confidence)
+        matrix = confusion(labels, preds, len(names))
+        self._publish(trainer, "confusion_matrix", confusion_figure(matrix.numpy(), names))
         accuracy = per_class_accuracy(matrix).numpy()
-        self._publish(trainer, "per_class_accuracy", accuracy_figure(accuracy, CLASS_NAMES))
+        self._publish(trainer, "per_class_accuracy", accuracy_figure(accuracy, names))
         self._draw_network(trainer, pl_module, images[0])
         log.info("Figures of the test run drawn in %.1f s: %s", time.perf_counter() - started,
                  self.dirpath)  # fmt: skip
 
     def _draw_predictions(
-        self, trainer: L.Trainer, images: Tensor, labels: Tensor, preds: Tensor, conf: Tensor
-    ) -> None:
+        self, trainer: L.Trainer, names: list[str], images: Tensor, labels: Tensor,
+        preds: Tensor, conf: Tensor,
+    ) -> None:  # fmt: skip
         """The first test images with their predictions, and the most confident mistakes."""
         first = torch.arange(min(self.num_images, len(images)))
         mistakes = confident_mistakes(labels, preds, conf, self.num_mistakes)
@@ -152,16 +163,16 @@ class Figures(L.Callback):
         ):
             if len(chosen):
                 picked = (images[chosen], labels[chosen], preds[chosen], conf[chosen])
-                self._publish(trainer, name, self._predictions_grid(*picked, title))
+                self._publish(trainer, name, self._predictions_grid(names, *picked, title))
 
     @staticmethod
     def _predictions_grid(
-        images: Tensor, labels: Tensor, preds: Tensor, conf: Tensor, title: str
+        names: list[str], images: Tensor, labels: Tensor, preds: Tensor, conf: Tensor, title: str
     ) -> Figure:
         titles, colours = [], []
         for label, pred, p in zip(labels.tolist(), preds.tolist(), conf.tolist(), strict=True):
-            wrong = f"\n({CLASS_NAMES[label]})" if pred != label else ""
-            titles.append(f"{CLASS_NAMES[pred]} {p:.0%}{wrong}")
+            wrong = f"\n({names[label]})" if pred != label else ""
+            titles.append(f"{names[pred]} {p:.0%}{wrong}")
             colours.append(WRONG if wrong else RIGHT)
         return image_grid(images[:, 0].numpy(), titles, colours, title)
 
@@ -169,10 +180,14 @@ class Figures(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, image: Tensor
     ) -> None:
         """The first conv layer's filters and the feature maps of one test image."""
-        name, conv = first_conv(pl_module)
+        if (found := first_conv(pl_module.net)) is None:
+            log.info("Figures: %s has no Conv2d layer; no filters or feature maps drawn",
+                     type(pl_module.net).__name__)  # fmt: skip
+            return
+        name, conv = found
         weight = conv.weight.detach().cpu().numpy()
         self._publish(trainer, "conv1_filters", filters_figure(weight, name))
-        stages = feature_stages(pl_module.net.features, image.to(pl_module.device))
+        stages = feature_stages(pl_module.net, image.to(pl_module.device))
         stages_np = [(n, maps.cpu().numpy()) for n, maps in stages]
         maps = feature_maps_figure(image[0].numpy(), stages_np, self.channels)
         self._publish(trainer, "feature_maps", maps)
@@ -183,6 +198,4 @@ class Figures(L.Callback):
         fig.savefig(self.dirpath / f"{name}.png", dpi=100)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure(
-                    f"figures/{name}", fig, trainer.lightning_module.optimizer_steps
-                )
+                logger.experiment.add_figure(f"figures/{name}", fig, trainer.global_step)

@@ -1,2 +1,3 @@
-"""Models: the architecture (``Arch``), the lesson's network (``KerasCNN``) and its layers, and the
-LightningModule that trains it (``MNISTClassifier``)."""
+"""Models: the networks (the lesson's ``KerasCNN``, PyTorch's example ``TorchMNIST``, an ``MLP``,
+or any ``nn.Module`` through config) and the LightningModule that trains any of them
+(``Classifier``)."""

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import zipfile
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import OmegaConf
 from torch import Tensor
 
+from cnnlab.callbacks.config_in_checkpoints import CONFIG_KEY
 from cnnlab.errors import CnnlabError, one_line
-from cnnlab.models.arch import Arch
-from cnnlab.models.classifier import MNISTClassifier
+from cnnlab.models.classifier import Classifier
+from cnnlab.models.keras_cnn import KerasCNN
 from cnnlab.runs.files import write_bytes_atomically
+from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import read_result
+
+PARTS = ("model", "optimizer", "data")  # the config's nodes a checkpoint needs to be rebuilt
+OWN_STEPS_KEY = "optimizer_steps"  # the count of cnnlab's own optimizer step, before 2026-12-05
+MNIST_CONFIG = PROJECT_ROOT / "conf" / "data" / "mnist.yaml"  # earlier checkpoints' data
 
 
 class CheckpointError(CnnlabError):
@@ -116,32 +123,62 @@ def resume_point(model: torch.nn.Module, ckpt_path: str | None) -> str | None:
     if ckpt_path is None:
         return None
     path = resolve_checkpoint(ckpt_path)
-    check_fits(model, read_checkpoint(path), path)
+    ckpt = read_checkpoint(path)
+    if OWN_STEPS_KEY in ckpt:
+        raise CheckpointError(
+            f"{path}: written by cnnlab's own optimizer step (before 2026-12-05), whose loop "
+            "state today's Trainer cannot continue; evaluate and predict load it, a run starts "
+            "afresh"
+        )
+    check_fits(model, ckpt, path)
     return str(path)
 
 
-def load_model(path: str | Path) -> MNISTClassifier:
-    """Rebuild the model from a checkpoint's hyperparameters and weights, on the CPU."""
+def load_model(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild the trained module from a checkpoint, on the CPU: its network from the config
+    it carries (``ConfigInCheckpoints``), its weights, the data's class names; and that
+    config."""
     ckpt_path = resolve_checkpoint(path)
     ckpt = read_checkpoint(ckpt_path)
-    hparams = current_layout(ckpt.get("hyper_parameters", {}))
+    config = checkpoint_config(ckpt, ckpt_path)
     try:
-        model = MNISTClassifier(Arch(**hparams["arch"]), instantiate(hparams["optimizer"]))
+        net = instantiate(config["model"])
+        model = Classifier(net, instantiate(config["optimizer"]),
+                           class_names=config["data"]["class_names"])  # fmt: skip
     except Exception as e:  # TypeError, Hydra's InstantiationException, ArchError...
-        raise CheckpointError(f"{ckpt_path}: unusable hyperparameters ({one_line(e)})") from e
+        raise CheckpointError(f"{ckpt_path}: unusable config ({one_line(e)})") from e
     check_fits(model, ckpt, ckpt_path)
     model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return model.eval(), config
 
 
-def current_layout(hparams: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's hyperparameters as ``{"arch": ..., "optimizer": ...}``. cnnlab 0.1 saved
-    one flat dict: the Arch fields, Adam's lr/eps/weight_decay and the speed switches."""
-    if "arch" in hparams:
-        return hparams
-    names = {f.name for f in fields(Arch)}
+def checkpoint_config(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The config a checkpoint was trained with: the one it carries, or, for a checkpoint of an
+    earlier cnnlab (its ``hyper_parameters`` held the lesson network's knobs), that network's
+    config on MNIST."""
+    config = ckpt.get(CONFIG_KEY)
+    if config is None:
+        config = earlier_config(ckpt.get("hyper_parameters", {}))
+    if not (isinstance(config, dict) and all(isinstance(config.get(k), dict) for k in PARTS)):
+        raise CheckpointError(f"{path}: holds no usable config ({', '.join(PARTS)})")
+    return config
+
+
+def earlier_config(hparams: Any) -> dict[str, Any] | None:
+    """The config of a checkpoint of an earlier cnnlab: ``{"arch": ..., "optimizer": ...}``
+    (before 2026-12-05), or cnnlab 0.1's one flat dict (the knobs, Adam's lr/eps/weight_decay
+    and the speed switches); None if ``hparams`` is neither."""
+    if not isinstance(hparams, dict):
+        return None
+    knobs = set(inspect.signature(KerasCNN).parameters)
+    arch = hparams.get("arch", hparams)
     adam = {k: hparams[k] for k in ("lr", "eps", "weight_decay") if k in hparams}
-    return {
-        "arch": {k: v for k, v in hparams.items() if k in names},
-        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, **adam},
-    }
+    optimizer = hparams.get(
+        "optimizer", {"_target_": "torch.optim.Adam", "_partial_": True, **adam}
+    )
+    if not isinstance(arch, dict):
+        return None
+    model = {"_target_": f"{KerasCNN.__module__}.KerasCNN", "in_channels": 1, "image_size": 28}
+    model.update({k: v for k, v in arch.items() if k in knobs})
+    names = list(OmegaConf.load(MNIST_CONFIG).class_names)
+    return {"model": model, "optimizer": optimizer, "data": {"class_names": names}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, ListConfig
 from cnnlab.errors import CnnlabError
 
 CHECKED_GROUPS = ("model", "optimizer", "speed", "data", "scheduler", "loss")  # when present
+CLIP_ALGORITHMS = ("norm", "value")  # Lightning's gradient_clip_algorithm values
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit (Lightning's seed_everything range)
 # Keys of cnnlab 0.1's config and where they live now (an old command or run says which).
 MOVED = {
@@ -29,7 +31,9 @@ MOVED = {
     "model.channels_last": "speed.channels_last",
     "model.fused_adam": "speed.fused_optimizer",
     "model.compile": "speed.compile",
-    "model.automatic_optimization": "speed.automatic_optimization",
+    "model.automatic_optimization": "speed.steps_per_execution",
+    "speed.automatic_optimization": "speed.steps_per_execution (null: Lightning's automatic "
+    "optimization, the default; speed=executions: N steps per Lightning training step)",
     "keep_freed_memory": "speed.keep_freed_memory",
     "threads": "speed.threads",
 }
@@ -45,8 +49,11 @@ def check_config(cfg: DictConfig) -> None:
         if not (node := cfg.get(group)):
             continue
         check_types(node, group, hints_of(get_object(node._target_)))
-    check_optimization(cfg)
     check_optimizer_values(cfg.optimizer)
+    smoothing = cfg.loss.get("label_smoothing") if cfg.get("loss") else None
+    if isinstance(smoothing, int | float) and not 0 <= smoothing < 1:
+        raise ConfigError(f"loss.label_smoothing={smoothing!r}: must be in [0, 1)")
+    check_trainer_values(cfg.trainer)
     epochs = cfg.trainer.get("max_epochs")
     if not _is_int(epochs) or epochs < 1:
         raise ConfigError(f"trainer.max_epochs={epochs!r}: must be an integer >= 1")
@@ -70,6 +77,28 @@ def check_optimizer_values(optimizer: DictConfig) -> None:
             raise ConfigError(f"optimizer.{key}={value!r}: must be >= 0")
 
 
+def check_trainer_values(trainer: DictConfig) -> None:
+    """The Trainer's optimization arguments, refused in one line before Lightning refuses them
+    mid-start (some with a traceback) or accepts a negative clip."""
+    clip, algorithm = trainer.get("gradient_clip_val"), trainer.get("gradient_clip_algorithm")
+    if clip is not None and not (isinstance(clip, int | float) and 0 <= clip < math.inf):
+        raise ConfigError(f"trainer.gradient_clip_val={clip!r}: must be >= 0")
+    if algorithm is not None and algorithm not in CLIP_ALGORITHMS:
+        raise ConfigError(
+            f"trainer.gradient_clip_algorithm={algorithm!r}: must be one of "
+            f"{', '.join(CLIP_ALGORITHMS)}"
+        )
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    if not _is_int(accumulate) or accumulate < 1:
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={accumulate!r}: must be an integer >= 1"
+        )
+    for key in ("max_steps", "min_steps"):
+        steps = trainer.get(key)
+        if steps is not None and (not _is_int(steps) or steps < -1):
+            raise ConfigError(f"trainer.{key}={steps!r}: must be an integer >= 0, or -1")
+
+
 def hints_of(target: object) -> dict[str, object] | None:
     """Parameter name -> type hint for a config node's target; None if it takes any keyword."""
     if dataclasses.is_dataclass(target):
@@ -83,32 +112,6 @@ def hints_of(target: object) -> dict[str, object] | None:
     except (NameError, TypeError):  # annotations that do not resolve: names still count
         hints = {}
     return {p.name: hints.get(p.name, object) for p in params if p.name != "self"}
-
-
-def check_optimization(cfg: DictConfig) -> None:
-    """Clipping a fused optimizer's gradients under 16-mixed: the optimizer unscales them
-    inside its own step, so they are still scaled where clipping happens (Lightning refuses
-    it mid-run, with a traceback). ``trainer.min_steps`` under steps per execution: Lightning
-    would count it in executions."""
-    clip = cfg.trainer.get("gradient_clip_val")
-    fused = cfg.speed.get("fused_optimizer") and "fused" in optimizer_parameters(cfg)
-    if clip not in (None, 0) and fused and str(cfg.trainer.precision).startswith("16"):
-        raise ConfigError(
-            f"trainer.gradient_clip_val={clip!r}: under trainer.precision=16-mixed needs "
-            "speed.fused_optimizer=false"
-        )
-    min_steps, speed = cfg.trainer.get("min_steps"), cfg.speed
-    own_step = not speed.automatic_optimization  # (automatic: one optimizer step per training step)
-    if min_steps not in (None, -1) and own_step and speed.steps_per_execution != 1:
-        raise ConfigError(
-            f"trainer.min_steps={min_steps!r}: Lightning counts it in training steps, which "
-            "run speed.steps_per_execution optimizer steps each; needs "
-            "speed.steps_per_execution=1"
-        )
-
-
-def optimizer_parameters(cfg: DictConfig) -> set[str]:
-    return set(inspect.signature(get_object(cfg.optimizer._target_)).parameters)
 
 
 def check_types(node: Mapping, prefix: str, hints: dict[str, object] | None) -> None:

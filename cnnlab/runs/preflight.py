@@ -6,9 +6,10 @@ import shutil
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.arch import Arch
+from cnnlab.models.footprint import Footprint, footprint
 
 CHECKPOINTS_KEPT = 3  # best, last and, after a Ctrl-C, interrupted
 LOGS_BYTES = 16 * 2**20  # TensorBoard events, train.log, config and result files
@@ -29,15 +30,17 @@ def check_room(run_dir: Path, model: torch.nn.Module) -> None:
         )
 
 
-def check_memory(model: torch.nn.Module, arch: Arch, batch_size: int, on_gpu: bool) -> None:
-    """Raise CnnlabError if training on this CPU would need more memory than is available: a
-    model too large for the machine swaps, or is killed, after minutes in its first batch (and a
-    signal waits for the running convolution to end). An estimate, not a measurement; skipped
-    on a GPU, whose caching allocator reports its own out-of-memory at once."""
+def check_memory(model: DictConfig, data: DictConfig) -> None:
+    """Raise CnnlabError if training the network ``model`` on this CPU would need more memory
+    than is available: a model too large for the machine swaps, or is killed, after minutes in
+    its first batch (and a signal waits for the running convolution to end). An estimate, not a
+    measurement, made before the network is built; skipped on a GPU, whose caching allocator
+    reports its own out-of-memory at once, and for a network the estimate cannot run."""
     available = available_memory()
-    if on_gpu or available is None:
+    found = footprint(model, (data.channels, data.image_size, data.image_size))
+    if available is None or found is None:
         return
-    need = training_memory(model, arch, batch_size)
+    need = training_memory(found, data.batch_size)
     if need > available:
         gb = 2**30
         raise CnnlabError(
@@ -47,21 +50,11 @@ def check_memory(model: torch.nn.Module, arch: Arch, batch_size: int, on_gpu: bo
         )
 
 
-def training_memory(model: torch.nn.Module, arch: Arch, batch_size: int) -> int:
+def training_memory(found: Footprint, batch_size: int) -> int:
     """Bytes a training step holds: 16 per parameter (fp32 weights, gradients, Adam's two
-    moments) and, per image, about 12 bytes per activation element (each conv, pool and dense
-    output, kept for the backward pass with its gradient and ReLU mask)."""
-    size, channels, elements = 28, 1, 0
-    for block in range(arch.conv_blocks):
-        for conv in range(arch.convs_per_block):
-            channels = arch.filters * 2 ** (block * arch.convs_per_block + conv)
-            size = arch.conv_out(size)
-            elements += channels * size * size
-        size //= arch.pool_size
-        elements += channels * size * size
-    elements += arch.dense_layers * arch.dense_units + arch.num_classes
-    params = sum(p.numel() for p in model.parameters())
-    return 16 * params + 12 * batch_size * elements
+    moments) and, per image, 8 bytes per element of every layer's output (fp32, kept for the
+    backward pass, and its gradient)."""
+    return 16 * found.params + 8 * batch_size * found.activations
 
 
 def available_memory() -> int | None:

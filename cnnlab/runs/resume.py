@@ -39,7 +39,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.callbacks.signals import INTERRUPTED_CKPT
 from cnnlab.errors import CnnlabError
-from cnnlab.models.classifier import checkpoint_steps
 from cnnlab.runs.checkpoints import read_checkpoint
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.resolvers import PROJECT_ROOT
@@ -82,7 +81,8 @@ def continue_from(run_dir: Path) -> tuple[Path, int] | None:
     """The run's newest checkpoint to continue from and its optimizer steps (each checkpoint
     is read once), None if it has none."""
     found = [run_dir / "checkpoints" / name for name in CHECKPOINTS]
-    steps = [(path, checkpoint_steps(read_checkpoint(path))) for path in found if path.is_file()]
+    steps = [(path, int(read_checkpoint(path).get("global_step", 0)))
+             for path in found if path.is_file()]  # fmt: skip
     return max(steps, key=lambda newest: newest[1]) if steps else None
 
 
@@ -113,12 +113,19 @@ def logs_to_tensorboard(run_dir: Path) -> bool:
 
 
 def saved_overrides(run_dir: Path) -> list[str]:
-    """The run's own overrides, without those that only described one attempt."""
+    """The run's own overrides, without those that only described one attempt, and where it
+    found configs of its own (``hydra.searchpath``: a network of the user's, say)."""
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
         what = "no such directory" if not run_dir.is_dir() else f"no {path.relative_to(run_dir)}"
         raise ResumeError(f"resume={run_dir}: not a cnnlab run directory ({what})")
     overrides = [str(o) for o in OmegaConf.load(path)]
+    hydra = run_dir / ".hydra" / "hydra.yaml"
+    if hydra.is_file():
+        given = OmegaConf.select(OmegaConf.load(hydra), "hydra.overrides.hydra") or []
+        overrides = [
+            str(o) for o in given if override_key(str(o)) == "hydra.searchpath"
+        ] + overrides
     return [o for o in overrides if override_key(o) not in PER_ATTEMPT_KEYS]
 
 

@@ -15,19 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.callbacks.best_metrics import BestMetrics
+from cnnlab.callbacks.config_in_checkpoints import ConfigInCheckpoints
 from cnnlab.callbacks.pruning import OptunaPruning
 from cnnlab.callbacks.signals import Signalled, as_interruption, signals_stop_the_run
 from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
-from cnnlab.models.classifier import MNISTClassifier, make_classifier
-from cnnlab.perf.precision import Precision, resolve_precision, warn_if_emulated
+from cnnlab.models.classifier import Classifier
+from cnnlab.perf.executions import ExecutionsClassifier, trainer_arguments
+from cnnlab.perf.precision import Precision, device_type, resolve_precision, warn_if_emulated
 from cnnlab.perf.speed import Speed
 from cnnlab.runs.checkpoints import resume_point
 from cnnlab.runs.checks import check_config
@@ -40,33 +41,24 @@ from cnnlab.runs.resume import resume_trial
 log = logging.getLogger(__name__)
 
 
-# Trainer arguments that cnnlab's own optimizer step (speed.automatic_optimization=false)
-# applies itself: Lightning applies the first three only in its automatic optimization, and
-# counts max_steps in training steps, which under steps per execution are executions.
-OWN_STEP_ARGS = {"gradient_clip_val": None, "gradient_clip_algorithm": "norm",
-                 "accumulate_grad_batches": 1, "max_steps": -1}  # fmt: skip
-# ... and one that the training loader applies itself (MNISTDataModule.limit_train_batches)
-OWN_LIMIT = "limit_train_batches"
-
-
-def build_model(cfg: DictConfig) -> MNISTClassifier:
-    """The LightningModule from the config's ``model`` (the Arch), ``optimizer``, ``speed``,
-    ``scheduler`` and ``loss``, with ``trainer.gradient_clip_*`` and
-    ``accumulate_grad_batches`` when it steps itself."""
-    speed = instantiate(cfg.speed)
-    recipe = {group: instantiate(cfg[group]) if cfg.get(group) else None
-              for group in ("scheduler", "loss")}  # fmt: skip
-    return make_classifier(
-        instantiate(cfg.model), instantiate(cfg.optimizer), speed, **recipe,
-        **own_step_args(cfg, speed),
-    )  # fmt: skip
-
-
-def own_step_args(cfg: DictConfig, speed: Speed) -> dict[str, Any]:
-    if speed.automatic_optimization:
-        return {}
-    given = {k: cfg.trainer.get(k) for k in OWN_STEP_ARGS}
-    return {k: default if given[k] is None else given[k] for k, default in OWN_STEP_ARGS.items()}
+def build_classifier(cfg: DictConfig, speed: Speed) -> Classifier:
+    """The LightningModule: the network (``model``), the ``optimizer`` (fused where ``speed``
+    says), ``scheduler`` and ``loss``, and the data's class names; under N steps per execution
+    the opt-in module of ``cnnlab.perf.executions``, with the Trainer's clipping and
+    accumulation."""
+    clipped = cfg.trainer.get("gradient_clip_val") not in (None, 0)
+    mixed = str(cfg.trainer.precision).endswith("-mixed")
+    parts = {
+        "net": instantiate(cfg.model),
+        "optimizer": speed.optimizer(instantiate(cfg.optimizer), clipped_mixed=clipped and mixed),
+        "scheduler": instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        "loss": instantiate(cfg.loss),
+        "class_names": list(cfg.data.class_names),
+    }
+    if speed.steps_per_execution is None:
+        return Classifier(**parts)
+    own, _ = trainer_arguments(cfg.trainer)
+    return ExecutionsClassifier(**parts, steps_per_execution=speed.steps_per_execution, **own)
 
 
 @dataclass
@@ -74,11 +66,12 @@ class Parts:
     """Everything a run is made of, built and checked before anything trains."""
 
     datamodule: L.LightningDataModule
-    model: MNISTClassifier
+    model: Classifier
     callbacks: list[L.Callback]
     trainer: L.Trainer
     ckpt_path: str | None  # the checkpoint to continue from, checked to fit the model
     precision: Precision  # trainer.precision as resolved for this machine, and why
+    speed: Speed
 
 
 def resolve_trainer_precision(cfg: DictConfig) -> Precision:
@@ -95,28 +88,26 @@ def build(cfg: DictConfig) -> Parts:
     precision = resolve_trainer_precision(cfg)  # first: the checks read the value it trains in
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # first: the initial weights too
+    speed: Speed = instantiate(cfg.speed)
     datamodule = instantiate(cfg.data)
-    model = build_model(cfg)
+    if cfg.preflight_memory and device_type(str(cfg.trainer.accelerator)) == "cpu":
+        check_memory(cfg.model, cfg.data)  # before the network is built: it may not fit
+    model = build_classifier(cfg, speed)
     check_room(Path(cfg.paths.run_dir), model)
-    if cfg.preflight_memory:
-        on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
-            cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
-        )
-        check_memory(model, model.net.arch, cfg.data.batch_size, on_gpu)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
-    callbacks += model.speed.callbacks(bool(cfg.trainer.deterministic))
+    callbacks += [*speed.callbacks(bool(cfg.trainer.deterministic)), ConfigInCheckpoints(cfg)]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
-    profiler = cfg.trainer.get("profiler") or model.speed.profiler()
-    own_step = {}
-    if not model.automatic_optimization:  # not Lightning's too
-        datamodule.limit_train_batches = cfg.trainer.get(OWN_LIMIT)
+    profiler = cfg.trainer.get("profiler") or speed.profiler()
+    instead = {}
+    if speed.steps_per_execution is not None:  # the training loader counts the batches
+        datamodule.limit_train_batches = cfg.trainer.get("limit_train_batches")
         batches_within(datamodule.limit_train_batches, sys.maxsize)  # its range, checked now
-        own_step = {**OWN_STEP_ARGS, OWN_LIMIT: None}
+        _, instead = trainer_arguments(cfg.trainer)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, **own_step
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, **instead
     )
     ckpt_path = resume_point(model, cfg.ckpt_path)
-    return Parts(datamodule, model, callbacks, trainer, ckpt_path, precision)
+    return Parts(datamodule, model, callbacks, trainer, ckpt_path, precision, speed)
 
 
 def fit_and_test(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
@@ -154,7 +145,7 @@ def check_resumed_run(overrides: list[str]) -> None:
     resolve_trainer_precision(cfg)
     check_config(cfg)
     instantiate(cfg.data)  # its own range checks
-    resume_point(build_model(cfg), cfg.ckpt_path)
+    resume_point(build_classifier(cfg, instantiate(cfg.speed)), cfg.ckpt_path)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -180,7 +171,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             write_text_atomically(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             if cfg.print_config:
                 log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-            parts.model.speed.tune_process()
+            parts.speed.tune_process()
             outcome = fit_and_test(cfg, parts)
             trainer = outcome.pop("trainer")
             pruned = "pruned_after_epochs" in outcome

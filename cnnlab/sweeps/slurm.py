@@ -19,10 +19,9 @@ import subprocess
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.models.keras_cnn import KerasCNN
+from cnnlab.models.footprint import footprint
 from cnnlab.perf.threads import cores
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.preflight import training_memory
@@ -30,6 +29,7 @@ from cnnlab.runs.preflight import training_memory
 MAX_CPUS_PER_TASK = 4  # a default a cluster can pack many trials with; raise it for big models
 PROCESS_GB = 2.0  # Python, PyTorch, Lightning and MNIST in memory, per task, before the model
 HEADROOM = 1.25
+UNKNOWN_MODEL_GB = 4.0  # a network the meta-device estimate cannot run: a generous guess
 SBATCH_FLAGS = {  # hydra.launcher key -> sbatch flag (what submitit's executor writes)
     "partition": "--partition",
     "nodes": "--nodes",
@@ -71,12 +71,13 @@ def cpus_per_task(tasks: int) -> int:
     return max(1, min(MAX_CPUS_PER_TASK, cores() // max(1, int(tasks))))
 
 
-def mem_gb(model: DictConfig, batch_size: int, tasks: int) -> int:
+def mem_gb(model: DictConfig, data: DictConfig, tasks: int) -> int:
     """Memory for a node's tasks: the process itself plus weights, gradients, Adam's moments
-    and a batch's activations (``training_memory``), with headroom."""
-    arch = instantiate(model)
-    need = PROCESS_GB + training_memory(KerasCNN(arch), arch, int(batch_size)) / 2**30
-    return math.ceil(need * HEADROOM * max(1, int(tasks)))
+    and a batch's activations (``training_memory``, for any network), with headroom; a
+    network whose footprint cannot be estimated gets ``UNKNOWN_MODEL_GB``."""
+    found = footprint(model, (data.channels, data.image_size, data.image_size))
+    model_gb = training_memory(found, data.batch_size) / 2**30 if found else UNKNOWN_MODEL_GB
+    return math.ceil((PROCESS_GB + model_gb) * HEADROOM * max(1, int(tasks)))
 
 
 for name, resolver in {

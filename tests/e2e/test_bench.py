@@ -73,7 +73,7 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
                   for name in ("plain_loop.json", "cnnlab_throughput.json")]  # fmt: skip
         for meter in meters:
             assert meter["images_trained"] == 64 * 128  # the same batches on both sides
-            # both: 32 warm-up steps (cnnlab: 2 executions of 16), one window of 32 steps
+            # both: 32 warm-up steps, one window of 32 steps
             assert len(meter["window_images_per_s"]) == 1
         (plain_window,), (cnnlab_window,) = (m["window_images_per_s"] for m in meters)
         assert r["window_pairs"] == 1
@@ -96,12 +96,12 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
         assert sweep[way]["images_per_s"] == pytest.approx(2 * 5 * 128 / sweep[way]["wall_s"], 0.01)
     parallel_trial = next((tmp_path / "bench" / "parallel" / "sweeps").glob("*/0_*/config.yaml"))
     assert "threads: 1" in parallel_trial.read_text()
-    fixed = report["fixed_cost"]  # the tiny network, at N=1 and the default N, both timed
-    auto = "N=auto (from 16 on CPU)"
-    assert [way for way in fixed if way.startswith("N=")] == ["N=1", auto]
+    fixed = report["fixed_cost"]  # the tiny network, Lightning's loop and executions, both timed
+    default, auto = "Lightning's loop (the default)", "N=auto (from 16 on CPU)"
+    assert [way for way in fixed if isinstance(fixed[way], dict)] == [default, auto]
     assert fixed["steps_per_epoch"] == 1024 and fixed["window_steps"] == 256  # a quick check
     assert fixed["epochs_per_round"] == 1
-    for way, n in (("N=1", "1"), (auto, "auto")):
+    for way, n in ((default, "null"), (auto, "auto")):
         assert fixed[way]["plain_ms"] > 0 and fixed[way]["cnnlab_ms"] > 0
         differences = []  # window k of cnnlab minus window k of the plain loop, every round
         for r in (1, 2):

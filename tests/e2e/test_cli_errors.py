@@ -35,11 +35,14 @@ from tests.helpers import cli, result_of, run_dirs
         ("model.channels_last=false", "model.channels_last is now speed.channels_last"),
         ("speed.steps_per_execution=0", "speed.steps_per_execution=0: must be an integer >= 1"),
         ("speed.steps_per_execution=many", "steps_per_execution='many': must be an integer >= 1"),
-        ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be an int"),
-        ("+trainer.gradient_clip_algorithm=max", "gradient_clip_algorithm='max': must be one of"),
-        ("+trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: must be >= 0"),
-        ("+trainer.max_steps=-5", "trainer.max_steps=-5: must be an integer >= 0, or -1"),
-        ("+trainer.min_steps=10", "trainer.min_steps=10: Lightning counts it in training steps"),
+        ("speed.automatic_optimization=false", "is now speed.steps_per_execution (null: "),
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be an int"),
+        ("trainer.gradient_clip_algorithm=max", "gradient_clip_algorithm='max': must be one of"),
+        ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: must be >= 0"),
+        ("trainer.max_steps=-5", "trainer.max_steps=-5: must be an integer >= 0, or -1"),
+        ("+trainer.min_steps=-3", "trainer.min_steps=-3: must be an integer >= 0, or -1"),
+        ("data=fashion_mnist data.image_size=32", "data.image_size=32: FashionMNIST has 28"),
+        ("model=mynet", "model/mynet"),
         ("loss.label_smoothing=1.5", "loss.label_smoothing=1.5: must be in [0, 1)"),
         ("loss.label_smoothing=lots", "loss.label_smoothing='lots': expected float"),
         ("data.augment.shift=-1", "data.augment.shift=-1: must be in [0, 8]"),
@@ -51,7 +54,8 @@ from tests.helpers import cli, result_of, run_dirs
     ],
 )
 def test_bad_override_is_one_clear_line(tmp_path, override, message):
-    done = cli("cnnlab.train", override, output_dir=tmp_path, CNNLAB_DATA_DIR=str(tmp_path / "d"))
+    done = cli("cnnlab.train", *override.split(), output_dir=tmp_path,
+               CNNLAB_DATA_DIR=str(tmp_path / "d"))  # fmt: skip
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("cnnlab: error:")]
     assert len(errors) == 1 and message in errors[0], done.stderr

@@ -20,17 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.data.mnist_files import (
-    PICKLE_MEMBER,
-    WHEEL,
-    _load_mnist_pickle,
-    invalid_files,
-    raw_dir,
-)
+from cnnlab.data.mnist import MNIST, PICKLE_MEMBER, WHEEL, load_mnist_pickle
 from tests.helpers import ROOT, cli, result_of, run_dirs
 from tests.hostile import Exploit, one_error
 
 FAST = ["debug=fast", "print_config=false"]
+raw_dir, invalid_files = MNIST().raw_dir, MNIST().invalid_files
 
 
 @contextmanager
@@ -70,9 +65,7 @@ def test_truncated_and_corrupted_files_are_refetched_from_the_real_source(mnist_
 
 
 def test_two_processes_preparing_data_at_once_fetch_once_and_never_corrupt(tmp_path):
-    script = (
-        "import sys; from cnnlab.data.mnist_files import ensure_mnist; ensure_mnist(sys.argv[1])"
-    )
+    script = "import sys; from cnnlab.data.mnist import MNIST; MNIST().prepare(sys.argv[1])"
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stderr=subprocess.PIPE
@@ -88,7 +81,7 @@ def test_two_processes_preparing_data_at_once_fetch_once_and_never_corrupt(tmp_p
 def test_restricted_unpickler_refuses_code_in_the_mnist_pickle(tmp_path):
     marker = tmp_path / "pwned"
     with pytest.raises(pickle.UnpicklingError, match="forbidden global"):
-        _load_mnist_pickle(pickle.dumps(Exploit(marker)))
+        load_mnist_pickle(pickle.dumps(Exploit(marker)))
     assert not marker.exists()
 
 

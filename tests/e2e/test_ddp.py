@@ -30,11 +30,12 @@ def test_ddp_trials_of_a_sweep_stay_in_their_own_directories(mnist_dir, tmp_path
 
 
 def test_ddp_synchronises_every_optimizer_step_of_an_execution(mnist_dir, tmp_path):
-    """One Lightning step runs N optimizer steps; each backward must still all-reduce the
-    gradients across ranks (Lightning's manual_backward readies DDP's reducer): N=1 and N=8
-    train the same weights (20 batches a rank: executions of 8, 8 and 4)."""
+    """Under speed.steps_per_execution one Lightning step runs N optimizer steps; each backward
+    must still all-reduce the gradients across ranks (Lightning's manual_backward readies
+    DDP's reducer): Lightning's own loop and N=8 train the same weights (20 batches a rank:
+    executions of 8, 8 and 4)."""
     final = {}
-    for n in (1, 8):
+    for n in ("null", 8):
         out = tmp_path / f"n{n}"
         args = [*DDP, *TINY, "trainer.limit_train_batches=20", "trainer.deterministic=true",
                 f"speed.steps_per_execution={n}", "test=false"]  # fmt: skip
@@ -42,6 +43,6 @@ def test_ddp_synchronises_every_optimizer_step_of_an_execution(mnist_dir, tmp_pa
         assert done.returncode == 0, done.stderr[-3000:]
         (run_dir,) = run_dirs(out)
         final[n] = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert final[1]["optimizer_steps"] == final[8]["optimizer_steps"] == 20
-    for name, weight in final[1]["state_dict"].items():
+    assert final["null"]["global_step"] == final[8]["global_step"] == 20
+    for name, weight in final["null"]["state_dict"].items():
         assert torch.equal(weight, final[8]["state_dict"][name]), name

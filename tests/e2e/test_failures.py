@@ -53,9 +53,9 @@ def test_resuming_another_architecture_names_the_file_and_the_layers(narrow_run,
     assert digest(ckpt) == before
 
 
-def test_evaluating_weights_that_contradict_their_hparams_names_the_layers(narrow_run, tmp_path):
+def test_evaluating_weights_that_contradict_their_config_names_the_layers(narrow_run, tmp_path):
     ckpt = torch.load(narrow_run / "checkpoints" / "last.ckpt", weights_only=True)
-    ckpt["hyper_parameters"]["arch"]["dense_units"] = 64
+    ckpt["config"]["model"]["dense_units"] = 64
     forged = tmp_path / "forged.ckpt"
     torch.save(ckpt, forged)
     done = cli("cnnlab.evaluate", f"ckpt_path={forged}", output_dir=tmp_path)

@@ -7,7 +7,7 @@ import subprocess
 
 from tests.helpers import ROOT
 
-SIDES = {"cnnlab", "plain", "cnnlab N=1", "cnnlab CUDA graphs"}
+SIDES = {"cnnlab", "plain", "cnnlab executions", "cnnlab CUDA graphs"}
 
 
 def bash(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -43,7 +43,7 @@ def test_gpu_bench_dry_run_installs_the_bundle_and_measures_every_side(mnist_dir
         assert "error" not in row, name
         assert row["images_per_s"] > 0 and row["train_s"] > 0, name
     assert rows["cnnlab"]["test_acc"] > 0.5  # 2 epochs of 80 batches, tested
-    assert rows["cnnlab N=1"]["median_step_ms"] > 0
+    assert rows["cnnlab executions"]["median_step_ms"] > 0
     for way in ("sequential", "parallel"):  # 4 trials of 10 batches each way
         assert report["sweep"][way]["images"] == 4 * 10 * 128
     assert all(value is not None for value in summary.values())

@@ -40,6 +40,7 @@ def test_lesson_notebook_executes(mnist_dir, tmp_path, monkeypatch):
     text = "\n".join(out.get("text", "") for out in outputs)
     assert "4\t3\t4\n2\t4\t3\n2\t3\t4" in text  # the lesson's feature map
     assert "1,199,882 parameters" in text and "Test accuracy:" in text
+    assert "def training_step(self, batch: Batch, batch_idx: int) -> Tensor:" in text
     images = sum("image/png" in out.get("data", {}) for out in outputs)
     assert images >= 8  # imshow + colour bar, 6 run figures, live feature maps
     (run_dir,) = (tmp_path / "outputs" / "notebook").glob("*_lesson")

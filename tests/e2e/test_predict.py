@@ -9,11 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab import CLASS_NAMES
-from cnnlab.data.datamodule import load_split
 from cnnlab.data.digits import ImageFileError, load_digit, to_mnist
 from cnnlab.runs.checkpoints import load_model
-from tests.helpers import cli, train_run
+from tests.helpers import MNIST_NAMES, cli, mnist_data, train_run
 
 TRAIN = ["trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=2",
          "test=false", "callbacks.figures=null", "print_config=false"]  # fmt: skip
@@ -21,7 +19,7 @@ TRAIN = ["trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.lim
 
 @pytest.fixture(scope="module")
 def test_digits(mnist_dir):
-    images, labels = load_split(mnist_dir, train=False)
+    images, labels = mnist_data(mnist_dir).load_split(train=False)
     return images[:300], labels[:300]
 
 
@@ -57,7 +55,7 @@ def save_variants(images, labels, folder) -> dict[str, int]:
 def confidently_right(run_dir, images, labels, per_class: int = 1):
     """Test digits the trained model gets right with >= 0.95 confidence, one per class."""
     with torch.no_grad():
-        probs = load_model(run_dir)(images).softmax(dim=1)
+        probs = load_model(run_dir)[0](images).softmax(dim=1)
     confidence, preds = probs.max(dim=1)
     good = ((preds == labels) & (confidence >= 0.95)).nonzero().squeeze(1).tolist()
     chosen = {}
@@ -83,7 +81,7 @@ def test_predict_returns_the_true_labels_of_saved_digits(trained_run, test_digit
     for item in result["predictions"]:
         name = item["image"].rsplit("/", 1)[-1]
         top = item["top"]
-        assert top[0]["class"] == CLASS_NAMES[truth[name]], name
+        assert top[0]["class"] == MNIST_NAMES[truth[name]], name
         assert len(top) == 3 and top[0]["prob"] >= top[1]["prob"] >= top[2]["prob"]
         assert f"{name}: {top[0]['class']} {top[0]['prob']:.3f}" in done.stdout
 
@@ -117,7 +115,7 @@ def test_bad_files_get_one_line_each_and_the_rest_are_predicted(trained_run, tes
     assert errors[-1].startswith(f"cnnlab: error: {bomb}: too large to read (Image size")
     result = json.loads(out.read_text())
     assert [p["image"] for p in result["predictions"]] == [str(good)]
-    assert result["predictions"][0]["top"][0]["class"] == CLASS_NAMES[int(labels[0])]
+    assert result["predictions"][0]["top"][0]["class"] == MNIST_NAMES[int(labels[0])]
     named = (missing, text, truncated, empty, huge, bomb)
     assert [e["image"] for e in result["errors"]] == [str(p) for p in named]
 

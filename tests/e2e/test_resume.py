@@ -66,7 +66,7 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterru
     result = result_of(run_dir)
     assert result["status"] == "interrupted" and result["exit_code"] == 130
     interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
-    assert torch.load(interrupted, weights_only=True)["optimizer_steps"] > 20  # inside epoch 1
+    assert torch.load(interrupted, weights_only=True)["global_step"] > 20  # inside epoch 1
     assert (run_dir / "checkpoints" / "best-epoch00.ckpt").is_file()
 
     resumed = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
@@ -82,7 +82,7 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterru
     assert result["test/acc"] == result_of(uninterrupted)["test/acc"]
     assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
     # TensorBoard continues in the same curves: one point per epoch, no step twice
-    assert steps(run_dir, "train/loss") == steps(uninterrupted, "train/loss") == [20, 40]
+    assert steps(run_dir, "train/loss") == steps(uninterrupted, "train/loss") == [19, 39]
     assert steps(run_dir, "lr-Adam") == steps(uninterrupted, "lr-Adam")
     assert interrupted.is_file()  # kept: nothing the user had is deleted
 
@@ -119,14 +119,14 @@ def test_after_sigkill_last_epoch_checkpoint_is_there_and_resumes(mnist_dir, tmp
     assert code == -signal.SIGKILL
     assert not (run_dir / "result.json").exists()  # nothing could be written, by definition
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["epoch"] == 0 and last["optimizer_steps"] == 20
+    assert last["epoch"] == 0 and last["global_step"] == 20
     resumed = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert result_of(run_dir)["status"] == "finished"
     # Validation metrics reach the disk before last.ckpt; epoch 0's train metrics are logged
     # just after it, so a kill in between may lose that one point, never duplicate it.
-    assert steps(run_dir, "val/acc") == [20, 40]
-    assert steps(run_dir, "train/loss") in ([20, 40], [40])
+    assert steps(run_dir, "val/acc") == [19, 39]
+    assert steps(run_dir, "train/loss") in ([19, 39], [39])
 
 
 def test_resume_of_something_that_is_not_a_run_is_one_line(tmp_path):
@@ -142,7 +142,7 @@ def test_last_ckpt_holds_the_last_epoch_even_when_it_was_not_the_best(mnist_dir,
     run_dir, _ = train_run(tmp_path, *TWO_EPOCHS[1:], "trainer.max_epochs=3", "test=false",
                            "callbacks.model_checkpoint.mode=min")  # fmt: skip
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["epoch"] == 2 and last["optimizer_steps"] == 60
+    assert last["epoch"] == 2 and last["global_step"] == 60
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "best-epoch00.ckpt",
         "last.ckpt",

@@ -39,7 +39,7 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(grid_sweep):
         assert result["status"] == "finished" and float(row["test/acc"]) == result["test/acc"]
         assert (sweep_dir / row["dir"] / "checkpoints" / "last.ckpt").is_file()
     assert {r["params"] for r in rows[:3]} == {"297578", "209642", "139178"}  # 3 kernel sizes
-    assert "| rank | trial | status | val/acc" in done.stdout  # printed as well as written
+    assert "| rank | trial | status | precision | val/acc" in done.stdout  # printed, written
     assert (sweep_dir / "leaderboard.md").read_text() in done.stdout
     assert "cnnlab: error: trial 3 failed: model.kernel_size=30" in done.stderr
 

@@ -85,17 +85,34 @@ def test_printed_commands_are_shell_quoted(mnist_dir, tmp_path):
     assert f"tensorboard --logdir '{run_dir}'" in done.stdout  # pastes into a shell as is
 
 
-def test_max_steps_stops_at_that_optimizer_step_validated_and_logged_there(mnist_dir, tmp_path):
-    """``trainer.max_steps`` counts optimizer steps (cnnlab's), not Lightning's training steps
-    (executions of 16, pinned: auto's follow the pace): the run stops at step 37 of epoch 0,
-    validates there, so the stop is the best checkpoint, and logs at step 37."""
-    run_dir, _ = train_run(tmp_path, "+trainer.max_steps=37", "trainer.limit_val_batches=5",
-                           "speed.steps_per_execution=16", "test=false",
-                           "callbacks.figures=null")  # fmt: skip
+@pytest.mark.parametrize("speed", ["speed=fast", "speed.steps_per_execution=16"])
+def test_max_steps_stops_at_that_optimizer_step_validated_and_logged_there(
+    mnist_dir, tmp_path, speed
+):
+    """``trainer.max_steps`` counts optimizer steps, in Lightning's loop and in executions of
+    16 alike (pinned: auto's follow the pace): the run stops at step 37 of epoch 0, validates
+    there, so the stop is the best checkpoint, and logs there (as Lightning logs epoch
+    metrics: at the step before the epoch's last)."""
+    run_dir, _ = train_run(tmp_path, "trainer.max_steps=37", "trainer.limit_val_batches=5",
+                           speed, "test=false", "callbacks.figures=null")  # fmt: skip
     result = result_of(run_dir)
     assert result["best_epoch"] == 0 and result["val/acc"] > 0.5
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["optimizer_steps"] == 37 and last["global_step"] == 3  # ceil(37 / 16)
+    assert last["global_step"] == 37
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
-    assert [e.step for e in events.Scalars("val/acc")] == [37]
-    assert [e.step for e in events.Scalars("train/loss")] == [37]
+    assert [e.step for e in events.Scalars("val/acc")] == [36]
+    assert [e.step for e in events.Scalars("train/loss")] == [36]
+
+
+def test_the_trainer_clips_and_accumulates(mnist_dir, tmp_path):
+    """Lightning's own gradient clipping and accumulation, as the Trainer's arguments: 10
+    batches in pairs are 5 optimizer steps (the fused optimizer stands aside: Lightning
+    cannot clip its gradients under mixed precision)."""
+    run_dir, _ = train_run(tmp_path, *QUICK, "trainer.limit_train_batches=10",
+                           "trainer.gradient_clip_val=0.5", "trainer.accumulate_grad_batches=2",
+                           "test=false", "callbacks.figures=null")  # fmt: skip
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 5
+    config = (run_dir / "config.yaml").read_text()
+    assert "gradient_clip_val: 0.5" in config and "accumulate_grad_batches: 2" in config
+    assert result_of(run_dir)["val/acc"] > 0.3

@@ -12,14 +12,14 @@ from omegaconf import OmegaConf
 
 from bench.plain_loop import compose_train_config
 from cnnlab.data.augment import RandomAffine
-from cnnlab.data.datamodule import MNISTDataModule
-from cnnlab.models.arch import Arch
-from cnnlab.models.classifier import KERAS_ADAM, MNISTClassifier, optimizer_config
+from cnnlab.data.datamodule import ImageDataModule
+from cnnlab.models.classifier import Classifier
+from cnnlab.models.keras_cnn import KerasCNN
 from cnnlab.perf.speed import Speed
 from cnnlab.runs.checkpoints import load_model
 from cnnlab.runs.checks import ConfigError, check_config
 from cnnlab.runs.results import hparams_of
-from cnnlab.runs.training import build_model
+from cnnlab.runs.training import build_classifier
 from tests.helpers import ROOT
 
 OLD_CHECKPOINT = ROOT / "tests" / "data" / "cnnlab-0.1-layout.ckpt"  # tiny model, debug=fast
@@ -31,15 +31,12 @@ def yaml_of(group: str, name: str) -> dict:
 
 
 def test_python_defaults_are_the_yaml_defaults():
-    assert dataclasses.asdict(Arch()) == yaml_of("model", "keras_cnn")
+    """The YAML is the source; Python's defaults (a notebook's ``KerasCNN()``) say the same."""
+    knobs = {k: v for k, v in yaml_of("model", "keras_cnn").items() if "${" not in str(v)}
+    assert {k: v for k, v in defaults_of(KerasCNN).items() if k in knobs} == knobs
     assert dataclasses.asdict(Speed()) == yaml_of("speed", "fast")
-    assert optimizer_config(KERAS_ADAM) == {
-        "_target_": "torch.optim.adam.Adam",
-        "_partial_": True,
-        **yaml_of("optimizer", "adam"),
-    }
-    data = inspect.signature(MNISTDataModule.__init__).parameters
-    data_yaml = yaml_of("data", "mnist")
+    data = inspect.signature(ImageDataModule.__init__).parameters
+    data_yaml = yaml_of("data", "images")
     # augment: None in Python and RandomAffine's own defaults in the YAML are both "off"
     augment = {k: v for k, v in data_yaml.pop("augment").items() if not k.startswith("_")}
     assert augment == defaults_of(RandomAffine) and not RandomAffine().active
@@ -47,10 +44,8 @@ def test_python_defaults_are_the_yaml_defaults():
         if data[key].default is not inspect.Parameter.empty and not str(value).startswith("${"):
             assert data[key].default == value, key
     # the module's default training loss is the YAML's: plain cross-entropy
-    assert (
-        MNISTClassifier().train_loss.label_smoothing
-        == yaml_of("loss", "cross_entropy")["label_smoothing"]
-    )
+    module = Classifier(KerasCNN(), torch.optim.Adam)
+    assert module.loss.label_smoothing == yaml_of("loss", "cross_entropy")["label_smoothing"]
 
 
 def defaults_of(target: type) -> dict:
@@ -61,8 +56,9 @@ def defaults_of(target: type) -> dict:
 def test_the_default_config_builds_the_lessons_model_with_its_optimizer():
     cfg = compose_train_config([])
     check_config(cfg)
-    model = build_model(cfg)
+    model = build_classifier(cfg, Speed())
     assert sum(p.numel() for p in model.parameters()) == 1_199_882
+    assert model.class_names[:2] == ["Zero", "One"] and type(model) is Classifier
     optimizer = model.configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam)
     group = optimizer.param_groups[0]
@@ -71,7 +67,7 @@ def test_the_default_config_builds_the_lessons_model_with_its_optimizer():
 
 def test_speed_plain_is_one_override_and_changes_no_model_or_optimizer_key():
     fast, plain = compose_train_config([]), compose_train_config(["speed=plain"])
-    assert not plain.speed.channels_last and plain.speed.automatic_optimization
+    assert not plain.speed.channels_last and not plain.speed.cpu_layers
     for group in ("model", "optimizer", "data", "trainer"):
         assert fast[group] == plain[group], group
     assert hparams_of(fast) == hparams_of(plain)
@@ -82,7 +78,7 @@ def test_speed_plain_is_one_override_and_changes_no_model_or_optimizer_key():
 def test_checks_follow_the_target_a_swapped_in_class_is_checked_on_its_own_parameters():
     adamw = compose_train_config(["optimizer._target_=torch.optim.AdamW"])
     check_config(adamw)  # AdamW takes lr, eps and weight_decay too
-    assert isinstance(build_model(adamw).configure_optimizers(), torch.optim.AdamW)
+    assert isinstance(build_classifier(adamw, Speed()).configure_optimizers(), torch.optim.AdamW)
     sgd = compose_train_config(["optimizer._target_=torch.optim.SGD"])
     with pytest.raises(ConfigError, match=r"optimizer\.eps: unknown key"):
         check_config(sgd)  # SGD has no epsilon: named, not a TypeError at fit time
@@ -92,9 +88,10 @@ def test_checks_follow_the_target_a_swapped_in_class_is_checked_on_its_own_param
 def test_a_checkpoint_of_cnnlab_0_1s_flat_layout_still_loads():
     saved = torch.load(OLD_CHECKPOINT, weights_only=True)
     assert "arch" not in saved["hyper_parameters"]  # the old flat layout: lr, filters, ...
-    model = load_model(OLD_CHECKPOINT)
-    assert isinstance(model, MNISTClassifier)
-    assert model.hparams["arch"]["filters"] == 2 and model.hparams["optimizer"]["lr"] == 0.001
+    model, config = load_model(OLD_CHECKPOINT)
+    assert isinstance(model, Classifier) and isinstance(model.net, KerasCNN)
+    assert config["model"]["filters"] == 2 and config["optimizer"]["lr"] == 0.001
+    assert model.class_names[-1] == "Nine"  # they were all of MNIST
     for name, weight in saved["state_dict"].items():
         assert torch.equal(model.state_dict()[name], weight), name
 
@@ -114,6 +111,6 @@ def test_experiment_tuned_is_the_confirmed_recipe_on_the_lessons_unchanged_model
     for group in ("model", "optimizer", "scheduler", "loss", "data", "trainer", "speed"):
         assert tuned[group] == confirmed[group], group
     assert tuned.model == compose_train_config([]).model  # the architecture is not tuned
-    model = build_model(tuned)
+    model = build_classifier(tuned, Speed())
     assert sum(p.numel() for p in model.parameters()) == 1_199_882
-    assert model.train_loss.label_smoothing == 0.084 and tuned.trainer.max_epochs == 5
+    assert model.loss.label_smoothing == 0.084 and tuned.trainer.max_epochs == 5

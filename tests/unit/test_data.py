@@ -1,27 +1,57 @@
-"""Real MNIST: verified files, the lesson's scaling, seeded splits and per-epoch batch order."""
+"""Real MNIST and Fashion-MNIST: verified files, the lesson's scaling, seeded splits and
+per-epoch batch order, in a DataModule that knows no dataset."""
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from cnnlab.data.datamodule import (
     EpochOrder,
-    MNISTDataModule,
+    ImageDataModule,
     TensorLoader,
     batches_within,
     fold_assignment,
-    load_split,
 )
-from cnnlab.data.mnist_files import IDX_MD5, file_digest, raw_dir
+from cnnlab.data.fashion_mnist import FashionMNIST
+from cnnlab.data.idx_files import file_digest
+from cnnlab.data.mnist import MNIST
 from cnnlab.errors import CnnlabError
+from tests.helpers import ROOT, mnist_data
 
 
 def test_files_are_the_canonical_mnist(mnist_dir):
-    for name, md5 in IDX_MD5.items():
-        assert file_digest(raw_dir(mnist_dir) / name) == md5
+    for name, md5 in MNIST.md5.items():
+        assert file_digest(MNIST().raw_dir(mnist_dir) / name) == md5
+
+
+def test_fashion_mnist_comes_from_debian_checksummed_with_its_own_class_names(mnist_dir):
+    raw = FashionMNIST().prepare(mnist_dir)  # offline: from Debian's archive, once
+    assert FashionMNIST().invalid_files(raw) == []
+    cfg = OmegaConf.load(ROOT / "conf" / "data" / "fashion_mnist.yaml")
+    data = ImageDataModule(str(mnist_dir), FashionMNIST(), 1, 28, 10, list(cfg.class_names))
+    images, labels = data.load_split(train=False)
+    assert images.shape == (10_000, 1, 28, 28) and 0 <= images.min() < images.max() <= 1
+    assert torch.bincount(labels).tolist() == [1000] * 10
+    assert [cfg.class_names[i] for i in labels[:3].tolist()] == [
+        "Ankle boot",
+        "Pullover",
+        "Trouser",
+    ]
+
+
+def test_a_description_that_is_not_the_datasets_is_one_line():
+    names = [str(n) for n in range(10)]
+    for args, message in (
+        ((3, 28, 10, names), r"data\.channels=3: MNIST has 1"),
+        ((1, 32, 10, names), r"data\.image_size=32: MNIST has 28"),
+        ((1, 28, 10, names[:9]), r"data\.class_names: 9 names for data\.num_classes=10"),
+    ):
+        with pytest.raises(CnnlabError, match=message):
+            ImageDataModule("unused", MNIST(), *args)
 
 
 def test_pixels_are_bytes_over_255_and_labels_class_indices(mnist_dir):
-    images, labels = load_split(mnist_dir, train=True)
+    images, labels = mnist_data(mnist_dir).load_split(train=True)
     assert images.shape == (60_000, 1, 28, 28) and images.dtype == torch.float32
     assert labels.shape == (60_000,) and labels.dtype == torch.int64
     assert images.min() == 0 and images.max() == 1
@@ -31,7 +61,7 @@ def test_pixels_are_bytes_over_255_and_labels_class_indices(mnist_dir):
 
 
 def test_default_split_is_a_seeded_holdout(mnist_dir):
-    first, second = (MNISTDataModule(str(mnist_dir)) for _ in range(2))
+    first, second = (mnist_data(mnist_dir) for _ in range(2))
     first.setup(), second.setup()
     sizes = {k: len(v[0]) for k, v in first.splits.items()}
     assert sizes == {"train": 55_000, "val": 5_000, "test": 10_000}
@@ -39,7 +69,7 @@ def test_default_split_is_a_seeded_holdout(mnist_dir):
 
 
 def test_seed_mode_validates_on_the_test_set(mnist_dir):
-    data = MNISTDataModule(str(mnist_dir), validation="test")
+    data = mnist_data(mnist_dir, validation="test")
     data.setup()
     assert len(data.splits["train"][0]) == 60_000
     assert torch.equal(data.splits["val"][0], data.splits["test"][0])
@@ -90,7 +120,7 @@ def test_train_limit_is_read_as_lightning_reads_it_and_refused_out_of_range():
 
 
 def test_folds_are_disjoint_stratified_seeded_and_cover_the_training_set(mnist_dir):
-    _, labels = load_split(mnist_dir, train=True)
+    _, labels = mnist_data(mnist_dir).load_split(train=True)
     folds = fold_assignment(labels, 5, seed=0)
     assert torch.equal(folds, fold_assignment(labels, 5, seed=0))  # the same for every trial
     assert not torch.equal(folds, fold_assignment(labels, 5, seed=1))
@@ -98,7 +128,7 @@ def test_folds_are_disjoint_stratified_seeded_and_cover_the_training_set(mnist_d
     for digit in range(10):  # stratified: each class split evenly, to within one image
         counts = torch.bincount(folds[labels == digit], minlength=5)
         assert counts.max() - counts.min() <= 1
-    data = MNISTDataModule(str(mnist_dir), folds=5, fold=2)
+    data = mnist_data(mnist_dir, folds=5, fold=2)
     data.setup()
     (x_val, y_val), (x_train, _) = data.splits["val"], data.splits["train"]
     assert len(x_val) == int((folds == 2).sum()) and len(x_val) + len(x_train) == 60_000
@@ -113,4 +143,4 @@ def test_bad_folds_are_named():
         ({"folds": 5, "validation": "test"}, r"data\.folds=5: cross-validation needs"),
     ):
         with pytest.raises(CnnlabError, match=message):
-            MNISTDataModule("unused", **kwargs)
+            mnist_data("unused", **kwargs)

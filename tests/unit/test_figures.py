@@ -3,9 +3,17 @@
 import pytest
 import torch
 
-from cnnlab.insight.figures import confident_mistakes, confusion, feature_stages, per_class_accuracy
-from cnnlab.models.arch import Arch
+from cnnlab.insight.figures import (
+    confident_mistakes,
+    confusion,
+    feature_stages,
+    first_conv,
+    per_class_accuracy,
+)
 from cnnlab.models.keras_cnn import KerasCNN
+from cnnlab.models.mlp import MLP
+from cnnlab.models.torch_mnist import TorchMNIST
+from cnnlab.perf.cpu_layers import use_cpu_layers
 
 
 def test_confusion_counts_and_per_class_accuracy():
@@ -25,9 +33,19 @@ def test_confident_mistakes_are_the_wrong_ones_most_confident_first():
     assert confident_mistakes(labels, labels, conf, k=2).tolist() == []
 
 
-def test_feature_stages_follow_the_lessons_layers():
-    stages = feature_stages(KerasCNN(Arch()).features.eval(), torch.rand(1, 28, 28))
+def test_feature_stages_are_what_leaves_each_conv_and_pool_of_any_network():
+    net = KerasCNN().eval()
+    image = torch.rand(1, 28, 28)
+    stages = feature_stages(net, image)
     assert [(name, tuple(maps.shape)) for name, maps in stages] == [
-        ("conv1+relu1", (32, 26, 26)), ("conv2+relu2", (64, 24, 24)), ("pool1", (64, 12, 12)),
+        ("features.conv1", (32, 26, 26)), ("features.conv2", (64, 24, 24)),
+        ("features.pool1", (64, 12, 12)),
     ]  # fmt: skip
-    assert all(maps.min() >= 0 for _, maps in stages)  # after ReLU
+    assert stages[2][1].min() >= 0  # pooled after the ReLU
+    use_cpu_layers(net)  # the pool then applies the ReLU: the same maps
+    for (name, maps), (fast_name, fast_maps) in zip(
+        stages, feature_stages(net, image), strict=True
+    ):
+        assert name == fast_name and torch.equal(maps, fast_maps)
+    assert [name for name, _ in feature_stages(TorchMNIST().eval(), image)] == ["conv1", "conv2"]
+    assert feature_stages(MLP(), image) == [] and first_conv(MLP()) is None

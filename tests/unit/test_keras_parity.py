@@ -9,9 +9,8 @@ import keras
 import numpy as np
 import torch
 
-from cnnlab.data.datamodule import load_split
-from cnnlab.models.arch import Arch
 from cnnlab.models.keras_cnn import KerasCNN
+from tests.helpers import mnist_data
 
 
 def seed_keras_model() -> keras.Model:
@@ -36,7 +35,7 @@ def seed_keras_model() -> keras.Model:
 def copy_keras_weights(source: keras.Model, net: KerasCNN) -> None:
     """Keras kernels are (kh, kw, in, out) and flatten NHWC; PyTorch: (out, in, kh, kw), NCHW."""
     conv1, conv2, dense1, output = (layer.get_weights() for layer in source.layers if layer.weights)
-    channels, height, width = net.arch.feature_shape()
+    channels, height, width = net.feature_shape
     pairs = [
         (net.features.conv1, conv1[0].transpose(3, 2, 0, 1), conv1[1]),
         (net.features.conv2, conv2[0].transpose(3, 2, 0, 1), conv2[1]),
@@ -56,16 +55,16 @@ def copy_keras_weights(source: keras.Model, net: KerasCNN) -> None:
 def test_same_weights_give_the_same_probabilities_as_keras(mnist_dir):
     keras.utils.set_random_seed(0)
     source = seed_keras_model()
-    net = KerasCNN(Arch()).eval()
+    net = KerasCNN().eval()
     assert source.count_params() == sum(p.numel() for p in net.parameters()) == 1_199_882
     # A few real training steps, as the lesson's fit does, so the outputs are confident.
-    train_images, train_labels = load_split(mnist_dir, train=True)
+    train_images, train_labels = mnist_data(mnist_dir).load_split(train=True)
     source.compile(loss="categorical_crossentropy", optimizer="adam")
     one_hot = keras.utils.to_categorical(train_labels[:3072].numpy(), 10)
     source.fit(train_images[:3072].permute(0, 2, 3, 1).numpy(), one_hot, batch_size=128, verbose=0)
     copy_keras_weights(source, net)
 
-    images, _ = load_split(mnist_dir, train=False)
+    images, _ = mnist_data(mnist_dir).load_split(train=False)
     images = images[:256]
     expected = source.predict(images.permute(0, 2, 3, 1).numpy(), verbose=0)
     expected = np.asarray(keras.ops.convert_to_numpy(expected))

@@ -1,6 +1,6 @@
 """The training recipe's knobs (scheduler, label smoothing, augmentation) keep cnnlab's exactness:
-the same weights for every steps_per_execution and under Lightning's own optimization, resumable
-augmentation, and a schedule that spans the run's optimizer steps exactly."""
+the same weights under Lightning's automatic optimization and every steps_per_execution,
+resumable augmentation, and a schedule that spans the run's optimizer steps exactly."""
 
 from functools import partial
 
@@ -8,30 +8,34 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.plain_loop import compose_train_config
 from cnnlab.data.augment import RandomAffine
 from cnnlab.data.datamodule import EpochOrder, TensorLoader
 from cnnlab.errors import CnnlabError
-from cnnlab.models.classifier import MNISTClassifier
-from tests.unit.test_speed import assert_same_weights, fit_steps
+from cnnlab.models.classifier import Classifier
+from cnnlab.models.keras_cnn import KerasCNN
+from cnnlab.runs.checks import ConfigError, check_config
+from tests.unit.test_speed import ADAM, assert_same_weights, fit_steps
 
 ONE_CYCLE = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.003, pct_start=0.25)
 RECIPE = {"scheduler": ONE_CYCLE, "loss": torch.nn.CrossEntropyLoss(label_smoothing=0.1)}
 
 
-def final_lr(model: MNISTClassifier) -> float:
+def final_lr(model: Classifier) -> float:
     return model.optimizers(use_pl_optimizer=False).param_groups[0]["lr"]
 
 
 def test_one_cycle_and_label_smoothing_train_the_same_weights_for_every_n_and_lightning():
-    lightning, lightning_metrics = fit_steps(None, epochs=2, recipe=RECIPE,
-                                             automatic_optimization=True)  # fmt: skip
+    lightning, lightning_metrics = fit_steps(None, epochs=2, recipe=RECIPE)
     one, one_metrics = fit_steps(None, epochs=2, recipe=RECIPE, steps_per_execution=1)
     many, many_metrics = fit_steps(None, epochs=2, recipe=RECIPE, steps_per_execution=16)
+    assert one_metrics.pop("step") == many_metrics.pop("step") == 9  # optimizer steps
     assert one_metrics == many_metrics == lightning_metrics
     assert_same_weights(one, many)
     assert_same_weights(one, lightning)
-    for model in (one, many):  # the schedule spans the run's 10 optimizer steps, to its end
-        assert model.scheduler.last_epoch == 10 == model.scheduler.total_steps - 1
+    for model in (lightning, one, many):  # the schedule spans the run's 10 optimizer steps
+        scheduler = model.lr_schedulers()
+        assert scheduler.last_epoch == 10 == scheduler.total_steps - 1
         assert final_lr(model) == pytest.approx(0.003 / 25 / 1e4)
     plain, _ = fit_steps(None, epochs=2, steps_per_execution=16)
     weight = "net.classifier.output.weight"
@@ -39,30 +43,32 @@ def test_one_cycle_and_label_smoothing_train_the_same_weights_for_every_n_and_li
 
 
 def test_the_schedule_counts_optimizer_steps_under_accumulation_and_max_steps():
-    accumulated, _ = fit_steps(None, epochs=2, accumulate_grad_batches=2, recipe=RECIPE,
-                               steps_per_execution=16)  # fmt: skip
-    assert accumulated.scheduler.last_epoch == accumulated.optimizer_steps == 6  # 3 an epoch
-    assert accumulated.scheduler.total_steps == 7
-    assert final_lr(accumulated) == pytest.approx(0.003 / 25 / 1e4)
-    stopped, _ = fit_steps(None, epochs=3, max_steps=7, recipe=RECIPE, steps_per_execution=16)
-    assert stopped.scheduler.total_steps - 1 == stopped.scheduler.last_epoch == 7
+    for n in (None, 16):  # Lightning's accumulation, and the executions layer's own
+        accumulated, _ = fit_steps(None, epochs=2, accumulate_grad_batches=2, recipe=RECIPE,
+                                   steps_per_execution=n)  # fmt: skip
+        scheduler = accumulated.lr_schedulers()
+        assert scheduler.last_epoch == accumulated.trainer.global_step == 6  # 3 an epoch
+        assert scheduler.total_steps == 7
+        assert final_lr(accumulated) == pytest.approx(0.003 / 25 / 1e4)
+    stopped, _ = fit_steps(None, epochs=3, max_steps=7, recipe=RECIPE)
+    scheduler = stopped.lr_schedulers()
+    assert scheduler.total_steps - 1 == scheduler.last_epoch == 7
     assert final_lr(stopped) == pytest.approx(0.003 / 25 / 1e4)
 
 
 def test_label_smoothing_is_the_training_loss_only():
     torch.manual_seed(0)
-    model = MNISTClassifier(loss=torch.nn.CrossEntropyLoss(label_smoothing=0.2)).eval()
+    smoothed = torch.nn.CrossEntropyLoss(label_smoothing=0.2)
+    model = Classifier(KerasCNN(), ADAM, loss=smoothed).eval()
     images, labels = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    train_loss, _ = model._loss_and_outputs((images, labels))
-    train_loss = train_loss.detach()
-    _, reported = model._logits_and_loss((images, labels))  # what val/test report
-    logits = model(images)
-    assert float(train_loss) == pytest.approx(
-        float(F.cross_entropy(logits, labels, label_smoothing=0.2))
-    )
-    assert float(reported) == pytest.approx(float(F.cross_entropy(logits, labels)))
-    with pytest.raises(CnnlabError, match=r"loss.label_smoothing=1.0: must be in \[0, 1\)"):
-        MNISTClassifier(loss=torch.nn.CrossEntropyLoss(label_smoothing=1.0))
+    with torch.no_grad():
+        train_loss = model.training_step((images, labels), 0)
+        model.validation_step((images, labels), 0)  # what val/test report
+        logits = model(images)
+    assert float(train_loss) == pytest.approx(float(smoothed(logits, labels)))
+    assert float(model.val_loss.compute()) == pytest.approx(float(F.cross_entropy(logits, labels)))
+    with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.0: must be in \[0, 1\)"):
+        check_config(compose_train_config(["loss.label_smoothing=1.0"]))
 
 
 def digit() -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from omegaconf import OmegaConf
 
-from cnnlab.models.arch import Arch
+from bench.plain_loop import compose_train_config
 from cnnlab.sweeps.slurm import gpus_per_node, mem_gb, refusal, sbatch_args, tasks_per_node
 
 
@@ -15,13 +15,14 @@ def test_one_task_per_device_under_ddp():
     assert tasks_per_node("ddp", 2) == 2 and tasks_per_node("auto", 2) == 1
 
 
-def test_memory_is_sized_from_the_model():
-    lesson = OmegaConf.structured(Arch)
-    lesson = OmegaConf.merge({"_target_": "cnnlab.models.arch.Arch"}, lesson)
-    assert mem_gb(lesson, 128, 1) == 3  # 2 GB of process + ~0.1 GB of model, x 1.25
-    assert mem_gb(lesson, 128, 2) == 6
-    bigger = OmegaConf.merge(lesson, {"filters": 256, "dense_units": 1024})
-    assert mem_gb(bigger, 128, 1) > 3
+def test_memory_is_sized_from_any_network():
+    lesson = compose_train_config([])
+    assert mem_gb(lesson.model, lesson.data, 1) == 3  # 2 GB of process + ~0.2 GB of model, x 1.25
+    assert mem_gb(lesson.model, lesson.data, 2) == 6
+    bigger = compose_train_config(["model.filters=256", "model.dense_units=1024"])
+    assert mem_gb(bigger.model, bigger.data, 1) > 3
+    mlp = compose_train_config(["model=mlp"])
+    assert mem_gb(mlp.model, mlp.data, 1) == 3
 
 
 def test_sbatch_args_and_refusals_name_the_setting():

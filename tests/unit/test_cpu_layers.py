@@ -1,12 +1,13 @@
-"""cnnlab's Dropout, Flatten and Features compute what PyTorch's do, only faster on a CPU."""
+"""speed.cpu_layers: cnnlab's Dropout, Flatten and pool-then-ReLU compute what PyTorch's do,
+only faster on a CPU, and swap into any network without changing its parameters."""
 
 import pytest
 import torch
 from torch import nn
 
-from cnnlab.models.arch import Arch
 from cnnlab.models.keras_cnn import KerasCNN
-from cnnlab.models.layers import LEVELS, Dropout, Features, Flatten, pool_before_relu
+from cnnlab.models.torch_mnist import TorchMNIST
+from cnnlab.perf.cpu_layers import LEVELS, Dropout, Flatten, MaxPoolReLU, use_cpu_layers
 
 CHANNELS_LAST = torch.channels_last
 
@@ -77,32 +78,38 @@ def test_flatten_matches_nn_flatten_and_hands_back_a_channels_last_gradient():
     assert not expected.is_contiguous(memory_format=CHANNELS_LAST)  # what made pooling copy
 
 
-def test_pool_before_relu_moves_only_relus_that_feed_a_pool():
-    relu1, relu2, pool = nn.ReLU(), nn.ReLU(), nn.MaxPool2d(2)
-    conv, drop = nn.Conv2d(1, 1, 1), Dropout()
-    assert pool_before_relu([conv, relu1, conv, relu2, pool, drop]) == [
-        conv, relu1, conv, pool, relu2, drop
-    ]  # fmt: skip
-    assert pool_before_relu([relu1, conv, pool]) == [relu1, conv, pool]
+def test_the_swap_replaces_pytorchs_layers_in_any_network_keeping_every_parameter_name():
+    net = KerasCNN(conv_blocks=2, padding="same")
+    names = list(net.state_dict())
+    use_cpu_layers(net)
+    assert list(net.state_dict()) == names  # checkpoints interchangeable
+    layers = dict(net.features.named_children())
+    assert isinstance(layers["relu2"], nn.Identity) and isinstance(layers["pool1"], MaxPoolReLU)
+    assert isinstance(layers["relu1"], nn.ReLU)  # feeds a conv, not a pool: stays
+    assert type(net.classifier.flatten) is Flatten and type(layers["dropout1"]) is Dropout
+    example = TorchMNIST()  # functional ReLU and pooling: only its dropouts are modules
+    use_cpu_layers(example)
+    assert type(example.dropout1) is Dropout and type(example.conv1) is nn.Conv2d
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("arch", [Arch(), Arch(conv_blocks=2, padding="same", pool_size=3)])
-def test_features_give_the_lesson_orders_values_and_gradients_bit_for_bit(dtype, arch):
-    """Pool-then-ReLU against the printed order (nn.Sequential's forward), dropout included."""
+@pytest.mark.parametrize("knobs", [{}, {"conv_blocks": 2, "padding": "same", "pool_size": 3}])
+def test_cpu_layers_give_the_lesson_networks_values_and_gradients_bit_for_bit(dtype, knobs):
+    """Pool-then-ReLU and the layout-keeping Flatten against PyTorch's own layers, in eval
+    (dropout is the one layer that draws other random numbers: tested above)."""
     torch.manual_seed(0)
-    features = KerasCNN(arch).features.to(dtype, memory_format=CHANNELS_LAST).train()
-    assert isinstance(features, Features)
+    plain = KerasCNN(**knobs).to(dtype, memory_format=CHANNELS_LAST).eval()
+    fast = KerasCNN(**knobs).to(dtype, memory_format=CHANNELS_LAST).eval()
+    fast.load_state_dict(plain.state_dict())
+    use_cpu_layers(fast)
     x = torch.randn(16, 1, 28, 28, dtype=dtype).contiguous(memory_format=CHANNELS_LAST)
     outputs, grads = [], []
-    for forward in (features.forward, lambda t: nn.Sequential.forward(features, t)):
-        torch.manual_seed(1)  # the same dropout masks
-        out = forward(x)
+    for net in (plain, fast):
+        out = net.features(x)
         (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         outputs.append(out)
-        grads.append([p.grad.clone() for p in features.parameters()])
-        features.zero_grad(set_to_none=True)
+        grads.append([p.grad.clone() for p in net.features.parameters()])
     assert torch.equal(*outputs)
     assert (outputs[0] > 0).any() and (outputs[0] == 0).any()  # ReLU did cut something
-    for fast, printed in zip(*grads, strict=True):
-        assert torch.equal(fast, printed)
+    for fast_grad, plain_grad in zip(*grads, strict=True):
+        assert torch.equal(fast_grad, plain_grad)
