@@ -74,12 +74,8 @@ class Classifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.loss(logits, labels)
-        # updated every step, logged (computed) once an epoch
-        self.train_loss.update(loss.detach(), len(labels))
+        self.train_loss.update(loss.detach(), len(labels))  # the epoch's, logged at its end
         self.train_acc.update(logits.detach(), labels)
-        kwargs = {"on_step": False, "on_epoch": True, "prog_bar": True, "batch_size": len(labels)}
-        self.log("train/loss", self.train_loss, **kwargs)
-        self.log("train/acc", self.train_acc, **kwargs)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -90,21 +86,33 @@ class Classifier(L.LightningModule):
         self.test_per_class.update(logits, batch[1])
 
     def _evaluate(self, batch: Batch, split: str) -> Tensor:
-        """Plain cross-entropy and accuracy of one batch, logged once an epoch; its logits."""
+        """Plain cross-entropy and accuracy of one batch, into the epoch's; its logits."""
         images, labels = batch
         logits = self(images)
-        loss, accuracy = getattr(self, f"{split}_loss"), getattr(self, f"{split}_acc")
-        loss.update(F.cross_entropy(logits, labels), len(labels))
-        accuracy.update(logits, labels)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log(f"{split}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        getattr(self, f"{split}_loss").update(F.cross_entropy(logits, labels), len(labels))
+        getattr(self, f"{split}_acc").update(logits, labels)
         return logits
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
     def on_test_epoch_end(self) -> None:
-        """Per-class test accuracy, one scalar per class, named as the data names them."""
+        """The test's loss and accuracy, and each class's, named as the data names them."""
+        self._log_epoch("test")
         for name, accuracy in zip(self.class_names, self.test_per_class.compute(), strict=True):
             self.log(f"test_per_class/{name}", accuracy)
         self.test_per_class.reset()
+
+    def _log_epoch(self, split: str) -> None:
+        """The epoch's loss and accuracy, logged once: a ``self.log`` every step costs more
+        than the metrics' own updates (docs/speed.md)."""
+        for name in ("loss", "acc"):
+            metric = getattr(self, f"{split}_{name}")
+            self.log(f"{split}/{name}", metric.compute(), prog_bar=True, batch_size=1)  # 1 value
+            metric.reset()
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
         """Softmax probabilities, like Keras' ``model.predict``."""

@@ -120,9 +120,11 @@ class ExecutionsClassifier(Classifier):
     # has them: epoch metrics at the step before the epoch's last (logged before its loop
     # counts that step), test metrics at the fit's last.
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self._log_step(self.trainer.global_step - 1)
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
         self._log_step(self.trainer.global_step - 1)
 
     def on_test_epoch_end(self) -> None:
