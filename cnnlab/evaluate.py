@@ -5,6 +5,12 @@ Prints test loss and accuracy (the lesson's two lines) and the accuracy of every
 
 from __future__ import annotations
 
+from cnnlab.errors import exit_on_signals
+
+if __name__ == "__main__":
+    exit_on_signals()  # first: a Ctrl-C while the imports below load is one line, no traceback
+
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +20,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.errors import CnnlabError
 from cnnlab.perf.precision import resolve_precision
 from cnnlab.runs.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
 from cnnlab.runs.cli import compute_and_report, run_cli
+
+
+class EvaluationError(CnnlabError):
+    """The checkpoint's model computes nothing usable on the test set."""
+
+    exit_code = 1
 
 
 def trained_precision(ckpt: Path) -> str:
@@ -55,6 +68,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         enable_progress_bar=False,
     )
     (metrics,) = trainer.test(model, datamodule=test_data(trained, cfg), verbose=False)
+    if not math.isfinite(metrics["test/loss"]):
+        raise EvaluationError(f"{ckpt}: test loss {metrics['test/loss']}: not a usable model")
     per_class = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("test_per_")}
     return {
         "checkpoint": str(ckpt),

@@ -7,6 +7,11 @@ itself is ``cnnlab.runs.training``; this module is the command around it.
 
 from __future__ import annotations
 
+from cnnlab.errors import exit_on_signals
+
+if __name__ == "__main__":
+    exit_on_signals()  # first: a Ctrl-C while the imports below load is one line, no traceback
+
 import logging
 import sys
 from pathlib import Path
@@ -26,6 +31,7 @@ from cnnlab.runs.resume import check_sweep_resume, expand_resume, override_key
 from cnnlab.runs.run_dir import RunDirLock, claim_run_dir
 from cnnlab.runs.training import check_resumed_run, report, run, train
 from cnnlab.sweeps.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
+from cnnlab.sweeps.stop import SweepInterrupted, end_interrupted, in_process
 
 
 def prepare(argv: list[str]) -> RunDirLock | None:
@@ -35,12 +41,12 @@ def prepare(argv: list[str]) -> RunDirLock | None:
     check_sweep_resume(argv[1:])
     expanded = expand_resume(argv[1:])
     resuming = expanded != argv[1:]
-    lock = None
+    lock, run_dir = None, named_run_dir(expanded)
     # DDP ranks > 0 are re-runs of rank 0's command in rank 0's directory, which it holds
-    if is_rank_zero() and (run_dir := named_run_dir(expanded)):
+    if is_rank_zero() and run_dir:
         lock = claim_run_dir(run_dir, resuming)
-    if resuming:
-        check_resumed_run(expanded)
+    if resuming and run_dir:
+        check_resumed_run(expanded, run_dir)
     argv[1:] = expanded
     return lock
 
@@ -63,16 +69,29 @@ def main(cfg: DictConfig) -> float | None:
         return None
     with sweep_trial_ddp(Path(cfg.paths.run_dir)):
         record = run(cfg)
-    report(record)
+    hydra = HydraConfig.get()
+    if hydra.mode != RunMode.MULTIRUN:
+        report(record)
+        if record["status"] not in DONE:
+            sys.exit(record["exit_code"])
+        return record["val/acc"]
+    interrupted = record["status"] == "interrupted" and not record.get("requeued")
+    if not interrupted:  # a stopped sweep says it once, at its end
+        report(record)
     if record.get("requeued"):
         hand_on_to_submitit()  # submitit requeues this SLURM job and exits the process
-    if record["status"] not in DONE:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            return None  # the sweep goes on; its leaderboard reports the failure and exits 1
-        sys.exit(record["exit_code"])
-    return record["val/acc"]
+    if interrupted and in_process(hydra.launcher):  # no further trial: the sweep stops
+        raise SweepInterrupted(record["exit_code"] - 128, Path(hydra.sweep.dir))
+    # the sweep goes on (or, stopping, ends: cnnlab.sweeps.stop); its leaderboard reports a
+    # trial that did not finish, and it exits 1
+    return record["val/acc"] if record["status"] in DONE else None
 
 
 if __name__ == "__main__":
     logging.raiseExceptions = False  # train.log on a full disk: no traceback, the run's own line
-    run_cli(main, prepare=prepare)
+    # Lightning's SIGTERM handler logs "Received SIGTERM" before the run's own line says it all
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel("WARNING")
+    try:
+        run_cli(main, prepare=prepare)
+    except SweepInterrupted as stop:
+        end_interrupted(stop)

@@ -27,6 +27,7 @@ import os
 import shlex
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,9 +37,11 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from cnnlab.callbacks.sweep_stop import stopping, sweep_of_trial
 from cnnlab.errors import CnnlabError
 
 INTERRUPTED_CKPT = "interrupted.ckpt"
+LOOK_S = 0.5  # how often a sweep trial looks whether its sweep is stopping
 REQUEUE_SIGNAL = signal.SIGUSR2  # submitit's signal on SLURM: time limit near, or preemption
 
 log = logging.getLogger(__name__)
@@ -68,29 +71,43 @@ def hand_on_to_submitit() -> None:
 
 
 class Interrupted(CnnlabError):
-    """A run stopped by a signal; the message says what was saved and how to go on."""
+    """A run stopped by a signal; the message says what was saved and how to go on (``resume``:
+    the command that continues it; a sweep's trial names the sweep's, ``with_resume``)."""
 
     status = "interrupted"
 
-    def __init__(self, signum: int, run_dir: Path, checkpoint: Path | None = None) -> None:
+    def __init__(
+        self, signum: int, run_dir: Path, checkpoint: Path | None = None, resume: str = ""
+    ) -> None:
+        self.signum, self.run_dir, self.checkpoint = signum, run_dir, checkpoint
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
         self.requeue = signum == REQUEUE_SIGNAL and in_submitit_job()
+        super().__init__(self._message(resume))
+
+    def with_resume(self, resume: str) -> Interrupted:
+        """The same stop, its message naming ``resume`` as the command that continues it."""
+        return Interrupted(self.signum, self.run_dir, self.checkpoint, resume)
+
+    def _message(self, resume: str) -> str:
+        name = signal.Signals(self.signum).name
         if self.requeue:
-            super().__init__(
-                f"stopped by {signal.Signals(signum).name} (SLURM: time limit near, or "
-                f"preemption); weights at that moment saved to {checkpoint}; submitit requeues "
-                "the trial, which continues from there"
+            return (
+                f"stopped by {name} (SLURM: time limit near, or preemption); weights at that "
+                f"moment saved to {self.checkpoint}; submitit requeues the trial, which "
+                "continues from there"
             )
-            return
-        resume = f"Resume with: python -m cnnlab.train {shlex.quote(f'resume={run_dir}')}"
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if checkpoint is not None:
-            saved = f"weights at that moment saved to {checkpoint}. {resume}"
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        if self.checkpoint is not None:
+            saved = f"weights at that moment saved to {self.checkpoint}"
         elif last.is_file():
-            saved = f"{last} (the last finished epoch) is kept. {resume}"
+            saved = f"{last} (the last finished epoch) is kept"
+        elif not resume:
+            return f"stopped by {name}; no epoch had finished, so nothing was saved; run the " \
+                "command again"  # fmt: skip
         else:
-            saved = "no epoch had finished, so nothing was saved; run the command again"
-        super().__init__(f"stopped by {signal.Signals(signum).name}; {saved}")
+            saved = "no epoch had finished, so nothing was saved"
+        resume = resume or f"python -m cnnlab.train {shlex.quote(f'resume={self.run_dir}')}"
+        return f"stopped by {name}; {saved}. Resume with: {resume}"
 
 
 class Signalled(BaseException):
@@ -143,10 +160,12 @@ class StopOnSignal(L.Callback):
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self.sweep_dir: Path | None = None  # a sweep trial's: the sweep may be stopping
+        self._looked = 0.0  # when it last looked
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Here, not in setup: Lightning installs its own SIGTERM handler just before training.
-        self.signum = None
+        self.signum, self.sweep_dir = None, sweep_of_trial()
         if threading.current_thread() is not threading.main_thread():
             return  # Python takes signal handlers in the main thread only (threaded sweeps)
         self._previous = {s: signal.signal(s, self._note) for s in noted_signals()}
@@ -157,6 +176,9 @@ class StopOnSignal(L.Callback):
         self.signum = signum
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.signum is None and self.sweep_dir and time.monotonic() - self._looked > LOOK_S:
+            self._looked = time.monotonic()
+            self.signum = stopping(self.sweep_dir)  # the sweep's signal, as if it were ours
         self._stop_if_signalled(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -169,6 +169,10 @@ class ImageDataModule(L.LightningDataModule):
                 raise CnnlabError(f"data.{key}={value}: must be >= 1")
         if validation == "holdout" and not 0 < val_size < images.train_size:
             raise CnnlabError(f"data.val_size={val_size}: must be in [1, {images.train_size - 1}]")
+        if Path(data_dir).exists() and not Path(data_dir).is_dir():
+            raise CnnlabError(
+                f"data directory {data_dir} is a file (paths.data_dir, CNNLAB_DATA_DIR)"
+            )
         self.data_dir, self.images = Path(data_dir), images
         self.class_names = list(class_names)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

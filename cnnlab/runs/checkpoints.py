@@ -77,7 +77,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch/zip/pickle raise many types for a bad file
         raise CheckpointError(f"{path}: not a readable checkpoint ({one_line(e)})") from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a Lightning checkpoint (it holds no state_dict)")
     return ckpt
 
@@ -104,6 +104,8 @@ def shape_mismatches(model: torch.nn.Module, state_dict: dict[str, Tensor]) -> l
             problems.append(f"{key} missing")
         elif ours is None:
             problems.append(f"{key} not in this model")
+        elif not isinstance(theirs, Tensor):
+            problems.append(f"{key} is no tensor")
         elif ours.shape != theirs.shape:
             problems.append(f"{key} {tuple(theirs.shape)} vs {tuple(ours.shape)} here")
     return problems
@@ -149,6 +151,8 @@ def load_model(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
         raise CheckpointError(f"{ckpt_path}: unusable config ({one_line(e)})") from e
     check_fits(model, ckpt, ckpt_path)
     model.load_state_dict(ckpt["state_dict"])
+    if broken := [name for name, t in model.state_dict().items() if not t.isfinite().all()]:
+        raise CheckpointError(f"{ckpt_path}: holds non-finite weights ({', '.join(broken[:3])})")
     return model.eval(), config
 
 

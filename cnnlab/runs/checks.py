@@ -69,12 +69,12 @@ def check_optimizer_values(optimizer: DictConfig) -> None:
     """A learning rate of 0 trains nothing and a negative one climbs the loss; torch only
     refuses them once training has started, with a traceback."""
     lr = optimizer.get("lr")
-    if isinstance(lr, int | float) and not lr > 0:
-        raise ConfigError(f"optimizer.lr={lr!r}: must be > 0")
+    if isinstance(lr, int | float) and not 0 < lr < math.inf:
+        raise ConfigError(f"optimizer.lr={lr!r}: must be > 0 and finite")
     for key in ("eps", "weight_decay"):
         value = optimizer.get(key)
-        if isinstance(value, int | float) and not value >= 0:
-            raise ConfigError(f"optimizer.{key}={value!r}: must be >= 0")
+        if isinstance(value, int | float) and not 0 <= value < math.inf:
+            raise ConfigError(f"optimizer.{key}={value!r}: must be >= 0 and finite")
 
 
 def check_trainer_values(trainer: DictConfig) -> None:

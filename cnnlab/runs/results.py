@@ -23,11 +23,29 @@ def write_json(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:
-    """The run's result record, or None if it has none (yet)."""
+    """The run's result record, or None if it has none (yet), or none that can be read: a
+    half-written or foreign file is no record (``result_problem`` says what is wrong)."""
     try:
-        return json.loads((Path(run_dir) / RESULT_FILE).read_text())
+        record = json.loads((Path(run_dir) / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
+
+
+def result_problem(run_dir: Path) -> str | None:
+    """Why ``run_dir``'s result.json is no record, if it exists and is none (else None)."""
+    path = Path(run_dir) / RESULT_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return f"{path}: unreadable ({' '.join(str(e).split())})"
+    return (
+        None
+        if isinstance(record, dict)
+        else f"{path}: not a run record (a JSON {type(record).__name__})"
+    )
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,11 @@ from cnnlab.runs.checkpoints import read_checkpoint
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import DONE, read_result
+from cnnlab.runs.run_dir import began
+from cnnlab.runs.swept import MULTIRUN_FILE
 
 CHECKPOINTS = ("last.ckpt", INTERRUPTED_CKPT)  # where a stopped run can continue from
+SWEEP_SETTINGS = ("hydra.sweeper", "hydra.launcher", "hydra.searchpath")  # kept by a resume
 # Overrides that belong to one attempt, not to the run: recomputed on every resume.
 PER_ATTEMPT_KEYS = ("ckpt_path", "logger.tensorboard.purge_step")
 
@@ -62,7 +66,7 @@ def expand_resume(args: list[str]) -> list[str]:
     if not given or {"-m", "--multirun"} & set(args):
         return args
     run_dir = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
-    if (run_dir / "multirun.yaml").is_file():  # a sweep run by a preset (hydra.mode) without -m
+    if (run_dir / MULTIRUN_FILE).is_file():  # a sweep run by a preset (hydra.mode) without -m
         return args
     saved = saved_overrides(run_dir)
     ckpt, step = continue_from(run_dir) or (None, 0)  # without one, the run starts over
@@ -93,7 +97,7 @@ def check_sweep_resume(args: list[str]) -> None:
     if not given or {"-m", "--multirun"} & set(args):
         return
     sweep_dir = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
-    if not (sweep_dir / "multirun.yaml").is_file():
+    if not (sweep_dir / MULTIRUN_FILE).is_file():
         return
     if any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(args)):
         return  # a sweep on the command line: multirun by a preset, or Hydra's own refusal
@@ -101,6 +105,17 @@ def check_sweep_resume(args: list[str]) -> None:
         mode = compose("train", overrides=args, return_hydra_config=True).hydra.mode
     if mode != RunMode.MULTIRUN:
         raise ResumeError(f"resume={sweep_dir}: a sweep; add -m (and the sweep's own overrides)")
+
+
+def sweep_resume_command(sweep_dir: Path) -> str:
+    """The command that resumes a sweep: its own overrides (``multirun.yaml``, the launcher's
+    and sweeper's settings included) and ``resume=<sweep dir>``, which finishes exactly the
+    trials that did not finish."""
+    saved = OmegaConf.load(sweep_dir / MULTIRUN_FILE).hydra.overrides
+    kept = [str(o) for o in saved.hydra if override_key(str(o)).startswith(SWEEP_SETTINGS)]
+    kept += [str(o) for o in saved.task if override_key(str(o)) != "resume"]
+    words = ["python", "-m", "cnnlab.train", "-m", *kept, f"resume={sweep_dir}"]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def logs_to_tensorboard(run_dir: Path) -> bool:
@@ -116,6 +131,12 @@ def saved_overrides(run_dir: Path) -> list[str]:
     """The run's own overrides, without those that only described one attempt, and where it
     found configs of its own (``hydra.searchpath``: a network of the user's, say)."""
     path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file() and run_dir.is_dir() and not began(run_dir):
+        raise ResumeError(
+            f"resume={run_dir}: this run was stopped or refused before it began, so there is "
+            f"nothing to resume; run its command again (hydra.run.dir={run_dir} reuses the "
+            "directory)"
+        )
     if not path.is_file():
         what = "no such directory" if not run_dir.is_dir() else f"no {path.relative_to(run_dir)}"
         raise ResumeError(f"resume={run_dir}: not a cnnlab run directory ({what})")

@@ -23,20 +23,26 @@ from omegaconf import DictConfig, OmegaConf
 from cnnlab.callbacks.best_metrics import BestMetrics
 from cnnlab.callbacks.config_in_checkpoints import ConfigInCheckpoints
 from cnnlab.callbacks.pruning import OptunaPruning
-from cnnlab.callbacks.signals import Signalled, as_interruption, signals_stop_the_run
+from cnnlab.callbacks.signals import (
+    Interrupted,
+    Signalled,
+    as_interruption,
+    signals_stop_the_run,
+)
+from cnnlab.callbacks.sweep_stop import stopping, sweep_of_trial
 from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
 from cnnlab.models.classifier import Classifier
 from cnnlab.perf.executions import ExecutionsClassifier, trainer_arguments
 from cnnlab.perf.precision import Precision, device_type, resolve_precision, warn_if_emulated
 from cnnlab.perf.speed import Speed
-from cnnlab.runs.checkpoints import resume_point
-from cnnlab.runs.checks import check_config
+from cnnlab.runs.checkpoints import read_checkpoint, resume_point
+from cnnlab.runs.checks import ConfigError, check_config
 from cnnlab.runs.files import WriteError, write_text_atomically
 from cnnlab.runs.preflight import check_memory, check_room
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import DONE, METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
-from cnnlab.runs.resume import resume_trial
+from cnnlab.runs.resume import resume_trial, sweep_resume_command
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +99,8 @@ def build(cfg: DictConfig) -> Parts:
     if cfg.preflight_memory and device_type(str(cfg.trainer.accelerator)) == "cpu":
         check_memory(cfg.model, cfg.data)  # before the network is built: it may not fit
     model = build_classifier(cfg, speed)
-    check_room(Path(cfg.paths.run_dir), model)
+    ckpt_path = resume_point(model, cfg.ckpt_path)  # before the Trainer: it prints at once
+    check_room(Path(cfg.paths.run_dir), model, resuming=cfg.ckpt_path is not None)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
     callbacks += [*speed.callbacks(bool(cfg.trainer.deterministic)), ConfigInCheckpoints(cfg)]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
@@ -106,7 +113,6 @@ def build(cfg: DictConfig) -> Parts:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, **instead
     )
-    ckpt_path = resume_point(model, cfg.ckpt_path)
     return Parts(datamodule, model, callbacks, trainer, ckpt_path, precision, speed)
 
 
@@ -136,22 +142,49 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return fit_and_test(cfg, build(cfg))
 
 
-def check_resumed_run(overrides: list[str]) -> None:
-    """Compose the config a ``resume=`` command line makes and check it, and that the run's
-    checkpoint fits its model, before Hydra starts: Hydra rewrites the run's ``.hydra/`` files
-    when it starts, so a resume that is refused must be refused while the run is as it was."""
+def check_resumed_run(overrides: list[str], run_dir: Path) -> None:
+    """Compose the config a ``resume=`` command line makes and check it, that the run's
+    checkpoint fits its model, that it asks for more than the run already did, and that the
+    disk has room, before Hydra starts: Hydra rewrites the run's ``.hydra/`` files when it
+    starts, so a resume that is refused must be refused while the run is as it was."""
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     resolve_trainer_precision(cfg)
     check_config(cfg)
     instantiate(cfg.data)  # its own range checks
-    resume_point(build_classifier(cfg, instantiate(cfg.speed)), cfg.ckpt_path)
+    model = build_classifier(cfg, instantiate(cfg.speed))
+    if cfg.ckpt_path is not None:
+        ckpt = resume_point(model, cfg.ckpt_path)
+        check_goes_further(cfg.trainer, read_checkpoint(Path(ckpt)), run_dir)
+    check_room(run_dir, model, resuming=cfg.ckpt_path is not None)
+
+
+def check_goes_further(trainer: DictConfig, ckpt: dict[str, Any], run_dir: Path) -> None:
+    """A resume that asks for fewer epochs (or steps) than the run already trained would end
+    at once and rewrite the run's config as if it had trained that little: refused."""
+    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    epochs = progress.get("current", {}).get("processed")
+    steps, asked = ckpt.get("global_step", 0), trainer.get("max_steps", -1)
+    if isinstance(epochs, int) and trainer.max_epochs < epochs:
+        raise ConfigError(
+            f"resume={run_dir}: the run already trained {epochs} epochs; "
+            f"trainer.max_epochs={trainer.max_epochs} asks for fewer (ask for more to go on)"
+        )
+    if asked is not None and 0 <= asked < steps:
+        raise ConfigError(
+            f"resume={run_dir}: the run already took {steps} optimizer steps; "
+            f"trainer.max_steps={asked} asks for fewer (ask for more to go on)"
+        )
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """The command's run: check, record the config, tune the process, train; always leave a
     result.json saying how it went (finished or failed, and why)."""
     run_dir = Path(cfg.paths.run_dir)
+    sweep_dir = sweep_of_trial()
+    if sweep_dir and (signum := stopping(sweep_dir)) is not None:  # dispatched as it stopped
+        return {"status": "interrupted", "exit_code": 128 + signum, "run_dir": str(run_dir),
+                "error": "not started: the sweep was stopping"}  # fmt: skip
     started = time.perf_counter()
     record: dict[str, Any] = {
         "status": "failed",
@@ -178,6 +211,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             record.update(outcome, status="pruned" if pruned else "finished")
     except (Exception, KeyboardInterrupt, SystemExit, Signalled) as caught:  # recorded, never lost
         e = as_interruption(caught, run_dir)  # a line for the user, the traceback in the log
+        if isinstance(e, Interrupted) and not e.requeue and sweep_dir:  # the sweep's command
+            e = e.with_resume(sweep_resume_command(sweep_dir))
         if exit_code(e) == 1 and not isinstance(e, CnnlabError):
             log.exception("run failed")
         record.update(error=one_line(e), exit_code=exit_code(e))

@@ -1,2 +1,3 @@
-"""Sweeps: the leaderboard, resuming a sweep, DDP inside a sweep trial, the Hydra callback that
-ends every sweep with its leaderboard."""
+"""Sweeps: the leaderboard, the Hydra callback that starts every sweep in a directory of its own
+and ends it with its leaderboard, a signal's stop of a whole sweep, DDP inside a sweep trial,
+SLURM's jobs."""

@@ -24,6 +24,7 @@ from cnnlab.runs.results import (
     RESULT_FILE,
     hparams_of,
     read_result,
+    result_problem,
     write_sweep_experiment,
 )
 from cnnlab.runs.swept import swept_keys
@@ -56,7 +57,7 @@ def rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
     then the others."""
     rows = []
     for trial_dir in trial_dirs(sweep_dir):
-        record = read_result(trial_dir) or {"status": "unfinished"}
+        record = read_result(trial_dir) or unfinished(trial_dir)
         row = {key: record.get(key) for key in COLUMNS}
         row.update(trial=_job_number(trial_dir), dir=trial_dir.name)
         shown = [o for o in record.get("overrides") or [] if not o.startswith("resume=")]
@@ -66,6 +67,13 @@ def rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     return rows
+
+
+def unfinished(trial_dir: Path) -> dict[str, Any]:
+    """The row of a trial without a result: never started, still running, killed, or one whose
+    result.json cannot be read (a disk fault), which the row says."""
+    problem = result_problem(trial_dir)
+    return {"status": "unfinished", "error": problem} if problem else {"status": "unfinished"}
 
 
 def _rank_key(row: dict[str, Any]) -> tuple[int, float]:
@@ -142,8 +150,10 @@ def _write_hparams_and_figures(
     return True
 
 
-def summarize(sweep_dir: Path) -> int:
-    """Write and print the leaderboard; return the exit status a sweep should end with."""
+def summarize(sweep_dir: Path, report_failures: bool = True) -> int:
+    """Write and print the leaderboard; return the exit status a sweep should end with. Each
+    trial that did not finish is one ``cnnlab: error:`` line (``report_failures``; a sweep a
+    signal stopped says so in its own one line instead)."""
     rows = rows_of(sweep_dir)
     failed = [row for row in rows if row["status"] not in DONE]
     pruned = sum(row["status"] == "pruned" for row in rows)
@@ -162,6 +172,6 @@ def summarize(sweep_dir: Path) -> int:
     if saved:
         saved = _write_hparams_and_figures(sweep_dir, rows, grouped)
     print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(sweep_dir))}")
-    for row in failed:
+    for row in failed if report_failures else []:
         say(f"trial {row['trial']} {row['status']}: {row['error'] or ''}")
     return 1 if failed or not saved else 0

@@ -1,9 +1,13 @@
-"""A Hydra callback that ends every sweep with its leaderboard and an honest exit status.
+"""A Hydra callback that starts every sweep in a directory of its own and ends it with its
+leaderboard and an honest exit status.
 
-Trials never end the sweep themselves (a failed trial records its error and returns), so the
-sweep goes on; once all trials are done, whatever the launcher, this callback writes and prints
-the leaderboard and exits 1 if any trial did not finish. At the start, a SLURM sweep is checked
-with SLURM (``cnnlab.sweeps.slurm``) before anything is submitted. Hydra catches ``Exception`` from
+At the start, before anything is written: the sweep directory is claimed (an ``flock`` held for
+the sweep's life, as single runs hold theirs), and refused if another sweep uses it or if it
+already holds a sweep and this is not ``resume=`` of it; a SLURM sweep is checked with SLURM
+(``cnnlab.sweeps.slurm``); and a signal stops the whole sweep from then on
+(``cnnlab.sweeps.stop``). A failed trial records its error and returns, so the sweep goes on;
+once all trials are done, whatever the launcher, this callback writes and prints the
+leaderboard and exits 1 if any trial did not finish. Hydra catches ``Exception`` from
 callbacks (and only warns), so errors here leave through ``SystemExit``.
 """
 
@@ -16,25 +20,45 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from cnnlab.callbacks.sweep_stop import clear_stopping
 from cnnlab.errors import fail
 from cnnlab.runs.checks import ConfigError
-from cnnlab.sweeps.leaderboard import summarize
+from cnnlab.runs.run_dir import RunDirLock, claim_dir
+from cnnlab.runs.swept import MULTIRUN_FILE
+from cnnlab.sweeps.leaderboard import summarize, trial_dirs
 from cnnlab.sweeps.slurm import check_submission, is_slurm
+from cnnlab.sweeps.stop import end_of_sweep, stop_on_signals
+
+# The sweep directory's lock, held for the process's life; not on the callback, which Hydra's
+# joblib launcher pickles to its workers along with the config.
+HELD: list[RunDirLock | None] = []
 
 
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        resume = config.get("resume")
+        resume, sweep_dir = config.get("resume"), Path(config.hydra.sweep.dir)
         if resume and not Path(resume).is_dir():
             fail(ConfigError(f"resume={resume}: no such sweep directory"))
-        if is_slurm(config.hydra.launcher):
-            try:  # before the launcher makes the sweep directory or submits anything
+        try:  # before the launcher makes the sweep directory or submits anything
+            HELD.append(claim_dir(sweep_dir, bool(resume), "sweep", holds_a_sweep(sweep_dir)))
+            if is_slurm(config.hydra.launcher):
                 check_submission(config.hydra.launcher)
-            except ConfigError as e:
-                fail(e)
-        print(f"Sweep directory: {config.hydra.sweep.dir}", flush=True)
+        except ConfigError as e:
+            fail(e)
+        clear_stopping(sweep_dir)  # a stop that a killed sweep left behind
+        stop_on_signals(sweep_dir, config.hydra.launcher)
+        print(f"Sweep directory: {sweep_dir}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        status = summarize(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        end_of_sweep(sweep_dir)  # a sweep a signal stopped exits there
+        status = summarize(sweep_dir)
         if status:
             sys.exit(status)
+
+
+def holds_a_sweep(sweep_dir: Path) -> bool:
+    """Whether a sweep already ran in ``sweep_dir``: its definition or a trial is there."""
+    return (sweep_dir / MULTIRUN_FILE).is_file() or (
+        sweep_dir.is_dir() and bool(trial_dirs(sweep_dir))
+    )

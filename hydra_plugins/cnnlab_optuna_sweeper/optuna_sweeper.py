@@ -12,6 +12,11 @@ joblib, submitit), each trial is launched alone from one of ``n_jobs`` threads, 
 is asked for as soon as any ends: a pruned trial frees its slot at once, where launching
 batches would wait for the batch's slowest. The study lives in SQLite in the sweep directory,
 so ``resume=<sweep dir>`` continues it.
+
+A trial that a signal interrupted is not a failure: it is told nothing and stays RUNNING in
+the study, and no further trial is asked for (``cnnlab.sweeps.stop``). ``resume=<sweep dir>``
+launches every RUNNING trial again first, with its parameters and its number (so its own
+directory, where it continues from its checkpoint), then asks for new ones up to ``n_trials``.
 """
 
 from __future__ import annotations
@@ -34,10 +39,13 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from cnnlab.callbacks.pruning import storage_url
+from cnnlab.callbacks.sweep_stop import stopping
 from cnnlab.runs.results import read_result
+from cnnlab.runs.swept import MULTIRUN_FILE
+from cnnlab.sweeps.stop import in_process
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +104,37 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         space, fixed = search_space(self.params, arguments)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        study = self.load_study(sweep_dir)
+        self.sweep_dir = Path(self.config.hydra.sweep.dir)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, self.sweep_dir / MULTIRUN_FILE)
+        study = self.load_study(self.sweep_dir)
         # Hydra's basic launcher runs a trial in this process: one at a time, in the main
         # thread (where cnnlab's trials install their signal handlers)
-        in_process = str(self.config.hydra.launcher._target_).endswith(".BasicLauncher")
-        slots = 1 if in_process else self.n_jobs
+        slots = 1 if in_process(self.config.hydra.launcher) else self.n_jobs
         if slots == 1:
-            while len(study.trials) < self.n_trials:
-                trial = study.ask(space)
-                tell(study, trial, self.launch(trial, fixed))
+            while (trial := self.next_trial(study, space)) is not None:
+                if not tell(study, trial, self.launch(trial, fixed)):
+                    break  # interrupted: the sweep stops
         else:
             self.launch_in_slots(study, space, fixed, slots)
         if any(t.state == TrialState.COMPLETE for t in study.trials):
             log.info("Best trial #%d: %s = %s", study.best_trial.number, study.best_params,
                      study.best_value)  # fmt: skip
 
-    def launch(self, trial: Trial, fixed: list[str]) -> JobReturn:
+    def next_trial(self, study: optuna.Study, space: dict) -> Trial | FrozenTrial | None:
+        """A trial left RUNNING (interrupted, or its sweep killed) to launch again first, then
+        a new one; None when the study holds ``n_trials`` or the sweep is stopping."""
+        if stopping(self.sweep_dir) is not None:
+            return None
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        left = [t for t in running if t.number not in self.launched]  # by an earlier sweep
+        if not left and len(study.trials) >= self.n_trials:
+            return None
+        trial = left[0] if left else study.ask(space)
+        self.launched.add(trial.number)
+        return trial
+
+    def launch(self, trial: Trial | FrozenTrial, fixed: list[str]) -> JobReturn:
         """Run one trial through the launcher, as job number ``trial.number``."""
         overrides = fixed + [f"{k}={v}" for k, v in trial.params.items()]
         (job,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
@@ -126,40 +146,45 @@ class OptunaSweeper(Sweeper):
         """``slots`` trials at a time, each launched from a thread of its own; the next trial
         is asked for as soon as one ends (the study is only touched from this thread)."""
         with ThreadPoolExecutor(slots, thread_name_prefix="trial") as pool:
-            running: dict[Future, Trial] = {}
+            running: dict[Future, Trial | FrozenTrial] = {}
+            stop = False
             while True:
-                while len(running) < slots and len(study.trials) < self.n_trials:
-                    trial = study.ask(space)
+                while not stop and len(running) < slots:
+                    if (trial := self.next_trial(study, space)) is None:
+                        break
                     running[pool.submit(self.launch, trial, fixed)] = trial
                 if not running:
                     return
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    tell(study, running.pop(future), future.result())
+                    stop |= not tell(study, running.pop(future), future.result())
 
     def load_study(self, sweep_dir: Path) -> optuna.Study:
-        """Create the study, or load it to go on; trials left running by a crash count failed."""
-        study = optuna.create_study(
+        """Create the study, or load it to go on (its RUNNING trials are launched again)."""
+        self.launched: set[int] = set()  # trial numbers this sweep launched
+        return optuna.create_study(
             study_name=self.study_name,
             storage=storage_url(self.storage, sweep_dir),
             sampler=optuna.samplers.TPESampler(seed=self.seed),
             direction=self.direction,
             load_if_exists=True,
         )
-        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(stale.number, state=TrialState.FAIL)
-        return study
 
 
-def tell(study: optuna.Study, trial: Trial, job: JobReturn) -> None:
+def tell(study: optuna.Study, trial: Trial | FrozenTrial, job: JobReturn) -> bool:
     """Tell the study how the trial ended: its value, pruned (the trial's own result.json says
-    so; Optuna then takes its last reported value), or failed."""
+    so; Optuna then takes its last reported value), or failed. An interrupted trial is told
+    nothing (it stays RUNNING, for ``resume=``): False, the sweep stops."""
     record = read_result(Path(job.hydra_cfg.hydra.runtime.output_dir)) if job.hydra_cfg else None
-    if record and record.get("status") == "pruned" and job.status == JobStatus.COMPLETED:
-        study.tell(trial, state=TrialState.PRUNED)
-        return
+    status = record.get("status") if record else None
+    if status == "interrupted" and not record.get("requeued"):
+        return False
+    if status == "pruned" and job.status == JobStatus.COMPLETED:
+        study.tell(trial.number, state=TrialState.PRUNED)
+        return True
     value = outcome(job)
-    study.tell(trial, value, state=TrialState.FAIL if value is None else None)
+    study.tell(trial.number, value, state=TrialState.FAIL if value is None else None)
+    return True
 
 
 def outcome(job: JobReturn) -> float | None:

@@ -25,6 +25,7 @@ from tests.helpers import cli, result_of, run_dirs
         ("optimizer.lr=abc", "optimizer.lr='abc': expected float or Tensor"),
         ("optimizer.lr=-1", "optimizer.lr=-1: must be > 0"),
         ("optimizer.lr=0", "optimizer.lr=0: must be > 0"),
+        ("optimizer.lr=inf", "optimizer.lr=inf: must be > 0 and finite"),
         ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1: must be >= 0"),
         ("model.filters=5000", "model: this run needs about"),  # 10+ GB: refused, not swapped
         ("seed=-1", "seed=-1: must be an integer in [0, 4294967295]"),

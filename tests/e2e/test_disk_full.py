@@ -69,3 +69,41 @@ def test_a_full_tmpdir_does_not_stop_a_run(mnist_dir, small_disk, tmp_path):
     (run_dir,) = run_dirs(output_dir)
     assert result_of(run_dir)["status"] == "finished"
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+
+def fill_to(disk, free_mb: int) -> None:
+    """Fill ``disk`` until ``free_mb`` MB are left."""
+    with open(disk / f"filler-{free_mb}", "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(disk).free - free_mb * 2**20)
+
+
+def test_a_resume_counts_only_the_room_it_adds_and_a_refused_one_changes_nothing(
+    mnist_dir, tmp_path
+):
+    """A checkpoint is 13.7 MB: a new run needs 3 and logs (57 MB); resuming a run that has 2
+    needs one more and one written beside its old version (43 MB)."""
+    with tmpfs(tmp_path / "disk", "120m") as disk:
+        one = [*EPOCHS[1:], "trainer.max_epochs=1"]
+        done = subprocess.run([sys.executable, "-m", "cnnlab.train", *one], cwd=ROOT,
+                              env=cli_env(disk), capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        (run_dir,) = run_dirs(disk)
+        fill_to(disk, 50)
+        fresh = subprocess.run([sys.executable, "-m", "cnnlab.train", *one], cwd=ROOT,
+                               env=cli_env(disk), capture_output=True, text=True)  # fmt: skip
+        assert fresh.returncode == 2 and "this run needs about 57 MB" in fresh.stderr
+        resume = [sys.executable, "-m", "cnnlab.train", f"resume={run_dir}"]
+        longer = subprocess.run([*resume, "trainer.max_epochs=2"], cwd=ROOT, env=cli_env(disk),
+                                capture_output=True, text=True)  # fmt: skip
+        assert longer.returncode == 0, longer.stderr[-2000:]
+        assert result_of(run_dir)["status"] == "finished"
+        fill_to(disk, 20)
+        kept = {name: (run_dir / name).read_bytes()
+                for name in (".hydra/overrides.yaml", "result.json", "config.yaml")}  # fmt: skip
+        refused = subprocess.run([*resume, "trainer.max_epochs=3"], cwd=ROOT, env=cli_env(disk),
+                                 capture_output=True, text=True)  # fmt: skip
+        assert refused.returncode == 2
+        (line,) = refused.stderr.strip().splitlines()
+        assert line.startswith(f"cnnlab: error: paths.output_dir: {run_dir} has ")
+        assert "this run needs about 43 MB (2 checkpoints of 13.7 MB and logs)" in line
+        assert {name: (run_dir / name).read_bytes() for name in kept} == kept

@@ -158,6 +158,7 @@ def digests(run_dir: Path) -> dict[str, bytes]:
     ("optimizer.lr=-1", "optimizer.lr=-1: must be > 0"),
     ("model.filters=16", "checkpoint of another architecture"),
     ("model.filterz=3", "Could not override 'model.filterz'"),
+    ("trainer.max_epochs=1", "the run already trained 2 epochs; trainer.max_epochs=1 asks for"),
 ])  # fmt: skip
 def test_a_refused_resume_changes_nothing_in_the_run(uninterrupted, tmp_path, override, message):
     run_dir = tmp_path / "run"

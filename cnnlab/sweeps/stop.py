@@ -1,0 +1,99 @@
+"""A signal stops the whole sweep, whatever the launcher: no further trial trains, the running
+ones save their checkpoints and are recorded "interrupted", the leaderboard is written, and the
+sweep exits 128 + the signal's number with one line: the command that resumes it
+(``resume=<sweep dir>`` finishes exactly the trials that did not finish).
+
+- Trials in this process (Hydra's basic launcher; cnnlab's Optuna sweeper on it): during a
+  trial, the run's own handlers take the signal (``StopOnSignal``: a checkpoint at the next
+  batch), and ``cnnlab.train`` then raises ``SweepInterrupted`` out of Hydra's loop; between
+  trials, the sweep's handler (``stop_on_signals``) raises it at once.
+- Trials in worker processes (``launcher=joblib``): the sweep's handler marks the sweep as
+  stopping (``cnnlab.callbacks.sweep_stop``), which the running trials see within half a
+  second and take as a signal of their own (a terminal's Ctrl-C reaches them anyway), and a
+  trial that starts now does not train. The trials save, record and return; Hydra's loop
+  ends, and ``end_of_sweep`` gives the sweep's exit. Asked twice, the sweep stops at once.
+- Submitit's launchers keep their own ways (SLURM's preemption and requeue; jobs on a cluster
+  outlive the command that submitted them).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from omegaconf import DictConfig
+
+from cnnlab.callbacks.sweep_stop import clear_stopping, mark_stopping, stopping
+from cnnlab.errors import say
+from cnnlab.runs.resume import sweep_resume_command
+from cnnlab.sweeps.leaderboard import summarize
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class SweepInterrupted(BaseException):
+    """The sweep stops: raised through Hydra's loop (a BaseException, as KeyboardInterrupt is,
+    so that no ``except Exception`` on the way records it as a failed trial)."""
+
+    def __init__(self, signum: int, sweep_dir: Path) -> None:
+        super().__init__(signum)
+        self.signum, self.sweep_dir = signum, sweep_dir
+
+
+def in_process(launcher: DictConfig) -> bool:
+    """Whether the launcher runs trials in this process (Hydra's basic launcher)."""
+    return str(launcher.get("_target_", "")).endswith(".BasicLauncher")
+
+
+def stop_on_signals(sweep_dir: Path, launcher: DictConfig) -> None:
+    """Install the sweep's handlers for its launcher (none for submitit's)."""
+    target = str(launcher.get("_target_", ""))
+    if in_process(launcher):
+        handler = _raise_now(sweep_dir)
+    elif "joblib" in target:
+        handler = _stop_workers(sweep_dir)
+    else:
+        return
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+
+
+def _raise_now(sweep_dir: Path):
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SweepInterrupted(signum, sweep_dir)
+
+    return handler
+
+
+def _stop_workers(sweep_dir: Path):
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stopping(sweep_dir) is not None:  # asked twice: stop now
+            raise SweepInterrupted(signum, sweep_dir)
+        mark_stopping(sweep_dir, signum)
+
+    return handler
+
+
+def end_of_sweep(sweep_dir: Path) -> None:
+    """After Hydra's loop: a sweep that a signal stopped ends as ``end_interrupted`` says."""
+    if (signum := stopping(sweep_dir)) is not None:
+        end_interrupted(SweepInterrupted(signum, sweep_dir))
+
+
+def end_interrupted(stop: SweepInterrupted) -> NoReturn:
+    """Write the leaderboard (the stopped trials in it as "interrupted"), say in one line how
+    to resume, exit 128 + the signal's number."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)  # the leaderboard is written whatever comes next
+    clear_stopping(stop.sweep_dir)
+    summarize(stop.sweep_dir, report_failures=False)
+    name = signal.Signals(stop.signum).name
+    say(
+        f"the sweep stopped by {name}; its unfinished trials continue with: "
+        f"{sweep_resume_command(stop.sweep_dir)}",
+        "interrupted",
+    )
+    sys.exit(128 + stop.signum)
