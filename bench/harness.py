@@ -36,6 +36,7 @@ from bench.jobs import (
     BenchError,
     cnnlab_job,
     cnnlab_result,
+    cpu_name,
     epochs_of,
     run_timed,
     throughput_callback,
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "epochs": args.epochs,
         "max_steps_per_epoch": args.max_steps_per_epoch,
         "overrides": args.overrides,
-        "machine": f"{os.cpu_count()} CPUs {os.uname().machine}",
+        "machine": cpu_name(),
         "load": "before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
             *load_before, *os.getloadavg()
         ),

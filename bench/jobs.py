@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from bench.throughput import WINDOW
 from cnnlab.errors import CnnlabError, fail
@@ -26,6 +29,19 @@ class BenchError(CnnlabError):
 
 
 Job = tuple[list[str], Path, dict[str, str]]  # command, its log file, extra environment
+CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # instruction-set caps, when set
+
+
+def cpu_name() -> str:
+    """The CPU as ``lscpu`` names it, with ATen's instruction set and any caps in force."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in lines if "Model name" in line)
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    caps = " ".join(f"{k}={os.environ[k]}" for k in CAPS if k in os.environ)
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"{model}, {os.cpu_count()} CPUs, ATen {isa}" + (f", capped: {caps}" if caps else "")
 
 
 def run_together(jobs: dict[str, Job]) -> dict[str, dict[str, Any]]:

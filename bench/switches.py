@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.jobs import run_timed
+from bench.jobs import cpu_name, run_timed
 from bench.rounds import median
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import write_json
@@ -42,21 +39,6 @@ VARIANTS = {  # name -> overrides on top of the default config (speed=fast)
     "threads=1": ["speed.threads=1"],
     "speed=plain": ["speed=plain"],
 }
-CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # instruction-set caps, when set
-
-
-def cpu_name() -> str:
-    """The CPU as ``lscpu`` names it, with ATen's instruction set and any caps in force."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-        model = next(line.split(":", 1)[1].strip() for line in lines if "Model name" in line)
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    import torch
-
-    caps = " ".join(f"{k}={os.environ[k]}" for k in CAPS if k in os.environ)
-    isa = torch.backends.cpu.get_cpu_capability()
-    return f"{model}, {os.cpu_count()} CPUs, ATen {isa}" + (f", capped: {caps}" if caps else "")
 
 
 def time_variant(out: Path, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:

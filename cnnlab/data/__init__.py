@@ -1,2 +1,2 @@
-"""Data: MNIST's files (fetched, verified), the LightningDataModule, and your own images
-converted to look like MNIST."""
+"""Data: the general LightningDataModule, the datasets' files (MNIST, Fashion-MNIST: fetched,
+verified), batch augmentation, and your own images converted to look like MNIST."""
