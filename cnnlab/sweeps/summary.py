@@ -1,10 +1,10 @@
 """A Hydra callback that starts every sweep in a directory of its own and ends it with its
 leaderboard and an honest exit status.
 
-At the start, before anything is written: the sweep directory is claimed (an ``flock`` held for
-the sweep's life, as single runs hold theirs), and refused if another sweep uses it or if it
-already holds a sweep and this is not ``resume=`` of it; a SLURM sweep is checked with SLURM
-(``cnnlab.sweeps.slurm``); and a signal stops the whole sweep from then on
+At the start, before anything is written: a SLURM sweep is checked with SLURM
+(``cnnlab.sweeps.slurm``); the sweep directory is claimed (an ``flock`` held for the sweep's
+life, as single runs hold theirs), and refused if another sweep uses it or if it already holds a
+sweep and this is not ``resume=`` of it; and a signal stops the whole sweep from then on
 (``cnnlab.sweeps.stop``). A failed trial records its error and returns, so the sweep goes on;
 once all trials are done, whatever the launcher, this callback writes and prints the
 leaderboard and exits 1 if any trial did not finish. Hydra catches ``Exception`` from
@@ -40,9 +40,9 @@ class SweepSummary(Callback):
         if resume and not Path(resume).is_dir():
             fail(ConfigError(f"resume={resume}: no such sweep directory"))
         try:  # before the launcher makes the sweep directory or submits anything
-            HELD.append(claim_dir(sweep_dir, bool(resume), "sweep", holds_a_sweep(sweep_dir)))
-            if is_slurm(config.hydra.launcher):
+            if is_slurm(config.hydra.launcher):  # first: asking SLURM writes nothing
                 check_submission(config.hydra.launcher)
+            HELD.append(claim_dir(sweep_dir, bool(resume), "sweep", holds_a_sweep(sweep_dir)))
         except ConfigError as e:
             fail(e)
         clear_stopping(sweep_dir)  # a stop that a killed sweep left behind
