@@ -3,7 +3,7 @@
 
 Lightning's loop costs a fixed fraction of a millisecond per training step (its fetcher, hooks
 and callbacks: docs/speed.md). On a CPU, where the lesson's step takes 20-140 ms, that is a
-rounding error, so the default is Lightning's own loop. Where a step takes about a millisecond
+few per cent at most, so the default is Lightning's own, textbook loop. Where a step takes about a millisecond
 (a GPU, a tiny network) it is not: ``ExecutionsClassifier`` then takes Lightning's batch
 iterator (the ``dataloader_iter`` flavour of ``training_step``) and runs N optimizer steps,
 each through Lightning's optimizer as manual optimization does it, per training step. Its
