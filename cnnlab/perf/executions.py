@@ -2,14 +2,15 @@
 ``speed=executions`` or ``speed.steps_per_execution=<N|auto>``.
 
 Lightning's loop costs a fixed fraction of a millisecond per training step (its fetcher, hooks
-and callbacks: docs/speed.md). On a CPU, where the lesson's step takes 20-140 ms, that is a
-few per cent at most, so the default is Lightning's own, textbook loop. Where a step takes
-about a millisecond (a GPU, a tiny network) it is not: ``ExecutionsClassifier`` then takes
-Lightning's batch iterator (the ``dataloader_iter`` flavour of ``training_step``) and runs N
-optimizer steps, each through Lightning's optimizer as manual optimization does it, per
-training step. Its contract, tested: the same weights and metrics as ``Classifier`` under
-Lightning's automatic optimization, with clipping, accumulation, ``max_steps``, a scheduler and
-16-mixed's scaler, and ``trainer.global_step`` counting optimizer steps as ever.
+and callbacks). On a CPU the lesson's step takes tens of milliseconds, so that is a few per
+cent at most (docs/speed.md has both, per CPU kind) and the default is Lightning's own,
+textbook loop. Where a step takes about a millisecond (a GPU, a tiny network) it is not:
+``ExecutionsClassifier`` then takes Lightning's batch iterator (the ``dataloader_iter``
+flavour of ``training_step``) and runs N optimizer steps, each through Lightning's optimizer
+as manual optimization does it, per training step. Its contract, tested: the same weights
+and metrics as ``Classifier`` under Lightning's automatic optimization, with clipping,
+accumulation, ``max_steps``, a scheduler and 16-mixed's scaler, and ``trainer.global_step``
+counting optimizer steps as ever.
 
 What Lightning applies only in automatic optimization (gradient clipping and accumulation) or
 counts in training steps (``limit_train_batches``) is taken from the Trainer's arguments and

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -32,6 +33,7 @@ from cnnlab.runs.resume import sweep_resume_command
 from cnnlab.sweeps.leaderboard import summarize
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+Handler = Callable[[int, FrameType | None], None]  # a signal handler
 
 
 class SweepInterrupted(BaseException):
@@ -50,10 +52,9 @@ def in_process(launcher: DictConfig) -> bool:
 
 def stop_on_signals(sweep_dir: Path, launcher: DictConfig) -> None:
     """Install the sweep's handlers for its launcher (none for submitit's)."""
-    target = str(launcher.get("_target_", ""))
     if in_process(launcher):
         handler = _raise_now(sweep_dir)
-    elif "joblib" in target:
+    elif "joblib" in str(launcher.get("_target_", "")):
         handler = _stop_workers(sweep_dir)
     else:
         return
@@ -61,14 +62,14 @@ def stop_on_signals(sweep_dir: Path, launcher: DictConfig) -> None:
         signal.signal(signum, handler)
 
 
-def _raise_now(sweep_dir: Path):
+def _raise_now(sweep_dir: Path) -> Handler:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise SweepInterrupted(signum, sweep_dir)
 
     return handler
 
 
-def _stop_workers(sweep_dir: Path):
+def _stop_workers(sweep_dir: Path) -> Handler:
     def handler(signum: int, frame: FrameType | None) -> None:
         if stopping(sweep_dir) is not None:  # asked twice: stop now
             raise SweepInterrupted(signum, sweep_dir)
