@@ -1,9 +1,11 @@
 """Stop a run whose training loss becomes NaN or infinite, instead of "finishing" with junk.
 
-The check costs no host sync per step: each training step ANDs ``isfinite`` of its losses (one
-per batch it trained) into a flag that stays on the device; the flag is read once
-``check_every_n_steps`` optimizer steps have passed since the last read, and before each
-validation (so a diverged epoch never reaches ModelCheckpoint and never overwrites last.ckpt).
+The check costs no host sync and no tensor op per step: each training step's losses (one per
+batch it trained, already detached by Lightning) are kept in a list, and tested together, in one
+``isfinite``, once ``check_every_n_steps`` optimizer steps have passed since the last test, and
+before each validation (so a diverged epoch never reaches ModelCheckpoint and never overwrites
+last.ckpt). Small tensor ops are dear inside a training step (docs/speed.md): three a step here
+cost more than the rest of this callback.
 Lightning's alternatives are slower (``detect_anomaly``) or epoch-level on a logged metric only
 (``EarlyStopping(check_finite=True)``).
 """
@@ -31,7 +33,7 @@ class StopOnNonFiniteLoss(L.Callback):
         if check_every_n_steps < 1:
             raise CnnlabError(f"check_every_n_steps={check_every_n_steps}: must be >= 1")
         self.check_every_n_steps = check_every_n_steps
-        self._finite: torch.Tensor | None = None
+        self._losses: list[torch.Tensor] = []  # since the last test
         self._since_step = 0
 
     def on_train_batch_end(
@@ -40,8 +42,7 @@ class StopOnNonFiniteLoss(L.Callback):
         losses = outputs["loss"] if isinstance(outputs, dict) else outputs
         if losses is None:  # a training step with no batch left
             return
-        finite = torch.isfinite(losses.detach()).all()
-        self._finite = finite if self._finite is None else self._finite & finite
+        self._losses.append(losses)
         if trainer.global_step - self._since_step >= self.check_every_n_steps:
             self._check(trainer, pl_module)
 
@@ -53,7 +54,8 @@ class StopOnNonFiniteLoss(L.Callback):
         self._check(trainer, pl_module)
 
     def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._finite is not None and not bool(self._finite):
+        losses = torch.cat([loss.reshape(-1) for loss in self._losses]) if self._losses else None
+        if losses is not None and not bool(torch.isfinite(losses).all()):
             lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
             step, epoch = trainer.global_step, trainer.current_epoch
             raise TrainingDiverged(
@@ -61,4 +63,4 @@ class StopOnNonFiniteLoss(L.Callback):
                 f"{self._since_step} and {step} (epoch {epoch}); "
                 f"optimizer.lr={lr} is likely too high. Checkpoints saved before are kept."
             )
-        self._finite, self._since_step = None, trainer.global_step
+        self._losses, self._since_step = [], trainer.global_step

@@ -17,19 +17,15 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from cnnlab.models.metrics import LossAndAccuracy
 from cnnlab.models.schedule import planned_steps
 
 Batch = tuple[Tensor, Tensor]
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # called with the parameters
 # called with the optimizer and total_steps (the run's optimizer steps): OneCycleLR's partial
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-# Epoch-level metrics without per-step input checks: each check is a host sync (a NaN test, a
-# label range) every step. A NaN loss still shows, as a NaN mean.
-LEAN_MEAN = {"nan_strategy": "disable"}
-LEAN_ACC = {"average": "micro", "validate_args": False}
 
 
 class Classifier(L.LightningModule):
@@ -57,14 +53,10 @@ class Classifier(L.LightningModule):
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.loss = loss if loss is not None else nn.CrossEntropyLoss()
         self.class_names = list(class_names)
-        classes = len(self.class_names)
-        self.train_loss = MeanMetric(**LEAN_MEAN)
-        self.train_acc = MulticlassAccuracy(classes, **LEAN_ACC)
-        self.val_loss = MeanMetric(**LEAN_MEAN)
-        self.val_acc = MulticlassAccuracy(classes, **LEAN_ACC)
-        self.test_loss = MeanMetric(**LEAN_MEAN)
-        self.test_acc = MulticlassAccuracy(classes, **LEAN_ACC)
-        self.test_per_class = MulticlassAccuracy(classes, average=None)
+        self.train_metrics = LossAndAccuracy()  # each epoch's, logged at its end
+        self.val_metrics = LossAndAccuracy()
+        self.test_metrics = LossAndAccuracy()
+        self.test_per_class = MulticlassAccuracy(len(self.class_names), average=None)
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits."""
@@ -74,8 +66,7 @@ class Classifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.loss(logits, labels)
-        self.train_loss.update(loss.detach(), len(labels))  # the epoch's, logged at its end
-        self.train_acc.update(logits.detach(), labels)
+        self.train_metrics.update(loss, logits, labels)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -89,8 +80,7 @@ class Classifier(L.LightningModule):
         """Plain cross-entropy and accuracy of one batch, into the epoch's; its logits."""
         images, labels = batch
         logits = self(images)
-        getattr(self, f"{split}_loss").update(F.cross_entropy(logits, labels), len(labels))
-        getattr(self, f"{split}_acc").update(logits, labels)
+        getattr(self, f"{split}_metrics").update(F.cross_entropy(logits, labels), logits, labels)
         return logits
 
     def on_train_epoch_end(self) -> None:
@@ -109,10 +99,10 @@ class Classifier(L.LightningModule):
     def _log_epoch(self, split: str) -> None:
         """The epoch's loss and accuracy, logged once: a ``self.log`` every step costs more
         than the metrics' own updates (docs/speed.md)."""
-        for name in ("loss", "acc"):
-            metric = getattr(self, f"{split}_{name}")
-            self.log(f"{split}/{name}", metric.compute(), prog_bar=True, batch_size=1)  # 1 value
-            metric.reset()
+        metrics = getattr(self, f"{split}_metrics")
+        for name, value in metrics.compute().items():
+            self.log(f"{split}/{name}", value, prog_bar=True, batch_size=1)  # one value
+        metrics.reset()
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
         """Softmax probabilities, like Keras' ``model.predict``."""

@@ -66,7 +66,8 @@ def test_label_smoothing_is_the_training_loss_only():
         model.validation_step((images, labels), 0)  # what val/test report
         logits = model(images)
     assert float(train_loss) == pytest.approx(float(smoothed(logits, labels)))
-    assert float(model.val_loss.compute()) == pytest.approx(float(F.cross_entropy(logits, labels)))
+    val_loss = model.val_metrics.compute()["loss"]
+    assert float(val_loss) == pytest.approx(float(F.cross_entropy(logits, labels)))
     with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.0: must be in \[0, 1\)"):
         check_config(compose_train_config(["loss.label_smoothing=1.0"]))
 
