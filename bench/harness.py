@@ -9,7 +9,8 @@ In one run on one machine, each in its own process:
 3. the lesson's Keras code on TensorFlow (``bench/keras_seed.py`` in the ``.venv-tf`` venv:
    TensorFlow and torch must never share a process).
 
-``--fixed-cost`` also measures what Lightning and cnnlab add to each step (``bench.fixed_cost``).
+``--fixed-cost`` also measures what Lightning and cnnlab add to each step (``bench.fixed_cost``);
+``--interleaved`` the same at the lesson's scale, in one process (``bench.interleaved``).
 ``--sweep N`` also times an N-trial sweep run one trial after another (all cores each) and in
 parallel (joblib, one thread per trial) and compares their aggregate images/s. ``--pair`` times
 two trainings at once against one alone (``bench.pair``).
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fixed_cost import bench_fixed_cost, fixed_cost_lines
+from bench.interleaved import bench_interleaved, interleaved_lines
 from bench.jobs import (
     BenchError,
     cnnlab_job,
@@ -164,6 +166,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += pair_lines(pair)
     if fixed := report.get("fixed_cost"):
         lines += fixed_cost_lines(fixed)
+    if interleaved := report.get("interleaved"):
+        lines += interleaved_lines(interleaved)
     return "\n".join(lines) + "\n"
 
 
@@ -182,6 +186,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pair", action="store_true", help="also time 2 trainings at once vs 1")
     p.add_argument("--fixed-cost", action="store_true",
                    help="also time Lightning+cnnlab's cost per step on a tiny network")  # fmt: skip
+    p.add_argument("--interleaved", action="store_true",
+                   help="also time it on the real network, in one process")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="default outputs/bench/<time>")
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both torch sides)")
     return p.parse_args(argv)
@@ -233,6 +239,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["pair"] = bench_pair(out, args.overrides, args)
     if args.fixed_cost:
         report["fixed_cost"] = bench_fixed_cost(out, args.overrides, args)
+    if args.interleaved:
+        report["interleaved"] = bench_interleaved(out, args.overrides, args)
     write_json(out / "bench.json", report)
     (out / "bench.md").write_text(markdown(report))
     print(markdown(report) + f"\nwritten: {out / 'bench.json'}, {out / 'bench.md'}")

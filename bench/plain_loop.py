@@ -15,6 +15,7 @@ import itertools
 import json
 from pathlib import Path
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
@@ -67,25 +68,47 @@ def batches_per_epoch(cfg: DictConfig, batches: int) -> int:
     return min(batches, limit or batches)
 
 
-def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> None:
-    """``steps`` optimizer steps (None: as the config's Trainer would), timed by ``meter``."""
-    speed: Speed = instantiate(cfg.speed)
-    speed.tune_process()
-    torch.manual_seed(cfg.seed)
-    device = meter.device
+class PlainStep:
+    """One optimizer step of the plain loop, on a network, optimizer and precision built from
+    ``cfg`` as ``cnnlab.train`` builds them (its speed switches on the network included)."""
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        speed: Speed = instantiate(cfg.speed)
+        model = build_classifier(cfg, speed)
+        self.net = model.net.to(device)
+        speed.apply_to(self.net)  # what cnnlab's SpeedUpNetwork does as the Trainer sets up
+        self.optimizer = model.configure_optimizers()
+        self.precision, self.device = str(cfg.trainer.precision), device
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "16-mixed")
+        self.net.train()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        with autocast_for(self.precision, self.device):
+            loss = F.cross_entropy(self.net(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+def train_data(cfg: DictConfig, device: torch.device) -> L.LightningDataModule:
+    """The run's datamodule, set up for fit, its training tensors where the run keeps them."""
     data = instantiate(cfg.data)
     data.prepare_data()
     data.setup("fit")
     images, labels = data.splits["train"]
     if data.on_device:
         data.splits["train"] = (images.to(device), labels.to(device))
-    model = build_classifier(cfg, speed)
-    net = model.net.to(device)
-    speed.apply_to(net)  # what cnnlab's SpeedUpNetwork callback does as the Trainer sets up
-    optimizer = model.configure_optimizers()
-    precision = str(cfg.trainer.precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
-    net.train()
+    return data
+
+
+def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> None:
+    """``steps`` optimizer steps (None: as the config's Trainer would), timed by ``meter``."""
+    instantiate(cfg.speed).tune_process()
+    torch.manual_seed(cfg.seed)
+    data = train_data(cfg, meter.device)
+    step = PlainStep(cfg, meter.device)
     loader, done, epoch = data.train_dataloader(), 0, 0
     meter.begin()
     per_epoch = batches_per_epoch(cfg, len(loader))
@@ -94,13 +117,7 @@ def train_plain(cfg: DictConfig, steps: int | None, meter: ThroughputMeter) -> N
         loader.sampler.set_epoch(epoch)
         meter.restart()
         for x, y in itertools.islice(loader, min(per_epoch, steps - done)):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast_for(precision, device):
-                loss = F.cross_entropy(net(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            step(x, y)
             meter.step_done(len(y))
             done += 1
         epoch += 1

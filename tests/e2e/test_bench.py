@@ -64,7 +64,8 @@ def test_bench_never_writes_over_an_earlier_bench(tmp_path):
 
 def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path):
     sweep = ["--sweep", "2", "--sweep-steps", "5"]
-    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep, "--pair", "--fixed-cost")
+    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep, "--pair", "--fixed-cost",
+                       "--interleaved")  # fmt: skip
     rounds = report["rounds"]
     assert len(rounds) == 2
     for n, r in enumerate(rounds, 1):  # both sides timed, taking turns, in every round
@@ -116,6 +117,10 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
         assert low <= fixed[way]["fixed_cost_ms"] <= high
         assert min(differences) - 1e-4 <= low and high <= max(differences) + 1e-4
     assert "Fixed cost per optimizer step" in (tmp_path / "bench" / "bench.md").read_text()
+    interleaved = report["interleaved"]  # 64 steps of each side, one process, after 16 untimed
+    assert interleaved["pairs"] == 64 - 1 - 16  # the first hook has no cnnlab step before it
+    assert_interleaved(interleaved)
+    assert "a plain step after each of cnnlab's" in (tmp_path / "bench" / "bench.md").read_text()
     for way, share in (("share_cores", "true"), ("share_cores=false", "false")):
         row = report["pair"][way]  # one training alone, then two at once, each timed
         assert row["solo"] > 0 and len(row["pair"]) == 2 and min(row["pair"]) > 0
@@ -131,3 +136,23 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
 def test_bench_runs_the_keras_seed_in_its_own_venv(mnist_dir, tmp_path):
     keras = run_bench(tmp_path)["rows"]["keras"]
     assert keras["images_per_s"] > 0 and 0.5 < keras["test_acc"] <= 1
+
+
+def assert_interleaved(result: dict) -> None:
+    """Both sides timed, their ratio and the bootstrap interval around the median difference."""
+    assert result["plain_ms"] > 0 and result["cnnlab_ms"] > 0
+    assert result["cnnlab/plain"] == pytest.approx(result["plain_ms"] / result["cnnlab_ms"], 1e-3)
+    low, high = result["difference_ci95_ms"]
+    assert low <= result["difference_ms"] <= high
+    assert "CPUs, ATen" in result["cpu"]  # the machine is named
+
+
+def test_interleaved_bench_times_executions_per_optimizer_step(mnist_dir, tmp_path):
+    out = tmp_path / "interleaved.json"
+    done = cli("bench.interleaved", "--steps", "48", "--warmup", "16", "--json", str(out),
+               "speed=executions", "speed.steps_per_execution=4", output_dir=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    # 12 executions of 4 steps: 11 cnnlab executions between plain ones, the first 4 untimed
+    assert result["pairs"] == 12 - 1 - 4 and result["overrides"][0] == "speed=executions"
+    assert_interleaved(result)
