@@ -40,9 +40,14 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from bench.jobs import cpu_name, run_timed
-from bench.plain_loop import PlainStep, compose_train_config, pick_device, train_data
+from bench.plain_loop import (
+    PlainStep,
+    compose_train_config,
+    pick_device,
+    show_and_write,
+    train_data,
+)
 from bench.rounds import median_interval
-from cnnlab.runs.results import write_json
 from cnnlab.runs.training import build
 
 STEPS = 400  # optimizer steps of each side (a quick check, --max-steps-per-epoch: that many)
@@ -148,10 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both sides)")
     args = p.parse_args(argv)
     result = measure(args.overrides, args.steps, args.warmup)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.json, result)
+    show_and_write(result, args.json)
     return result
 
 

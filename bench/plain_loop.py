@@ -146,11 +146,16 @@ def main(argv: list[str] | None = None) -> dict:
     meter = ThroughputMeter(device, args.warmup, args.window, turns)
     train_plain(cfg, args.steps, meter)
     result = {"precision": str(cfg.trainer.precision), **meter.summary()}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.json, result)
+    show_and_write(result, args.json)
     return result
+
+
+def show_and_write(result: dict, path: Path | None) -> None:
+    """A measurement printed as JSON, and written to ``path`` when one is given."""
+    print(json.dumps(result, indent=2))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, result)
 
 
 if __name__ == "__main__":
