@@ -1,11 +1,11 @@
 """``python -m bench.interleaved``: what Lightning and cnnlab add to a step of the real network,
 measured in one process.
 
-The rounds of ``make bench`` compare two processes, and a process runs 1-3 % faster or slower
-than its twin for its whole life (docs/speed.md): as much as is being measured. The fixed-cost
-bench removes that with a network that computes nothing, but there the loop's Python code stays
-in the CPU's caches; after a real network's forward and backward it does not, and the same code
-costs several times more. Here one process trains cnnlab's Trainer (the real config, callbacks
+The rounds of ``make bench`` compare two processes, and a process runs a few per cent faster or
+slower than its twin for its whole life (docs/speed.md): as much as is being measured. The
+fixed-cost bench removes that with a network that computes nothing, but there the loop's Python
+code stays in the CPU's caches; after a real network's forward and backward it does not, and the
+same code costs several times more. Here one process trains cnnlab's Trainer (the real config, callbacks
 and logger; ``overrides`` as for ``cnnlab.train``) and, at the end of each of its training
 steps, runs one step of the plain loop (``bench.plain_loop.PlainStep``, its own copy of the
 network and optimizer) on the next batch of its own loader. Step k of each side run back to
@@ -147,7 +147,7 @@ def interleaved_lines(result: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=400, help="optimizer steps of each side")
+    p.add_argument("--steps", type=int, default=STEPS, help="optimizer steps of each side")
     p.add_argument("--warmup", type=int, default=32, help="first steps left untimed")
     p.add_argument("--json", type=Path, default=None, help="write the measurement here")
     p.add_argument("overrides", nargs="*", help="cnnlab.train overrides (both sides)")

@@ -1,8 +1,8 @@
 """The epoch's loss and accuracy, what Keras' ``fit`` prints after every epoch, as one metric.
 
 A torchmetrics ``Metric`` (its documented way to write one: ``add_state`` and ``update``), so
-Lightning moves it with the module, resets it per epoch, and DDP sums its states across ranks
-before ``compute``. One update a batch with three sums costs a fraction of what torchmetrics'
+Lightning moves it with the module and, under DDP, its states are summed across ranks before
+``compute``. One update a batch with three sums costs a fraction of what torchmetrics'
 ``MeanMetric`` plus ``MulticlassAccuracy`` do (their input checks and per-class statistics): a
 training step runs it every batch, and every small tensor op there is paid in a cold cache,
 right after the network (docs/speed.md).
