@@ -5,9 +5,9 @@ The rounds of ``make bench`` compare two processes, and a process runs a few per
 slower than its twin for its whole life (docs/speed.md): as much as is being measured. The
 fixed-cost bench removes that with a network that computes nothing, but there the loop's Python
 code stays in the CPU's caches; after a real network's forward and backward it does not, and the
-same code costs several times more. Here one process trains cnnlab's Trainer (the real config, callbacks
-and logger; ``overrides`` as for ``cnnlab.train``) and, at the end of each of its training
-steps, runs one step of the plain loop (``bench.plain_loop.PlainStep``, its own copy of the
+same code costs several times more. Here one process trains cnnlab's Trainer (the real config,
+callbacks and logger; ``overrides`` as for ``cnnlab.train``) and, at the end of each of its
+training steps, runs one step of the plain loop (``bench.plain_loop.PlainStep``, its own copy of the
 network and optimizer) on the next batch of its own loader. Step k of each side run back to
 back in the same process, memory and machine. The plain step's time is read around it;
 cnnlab's is the time from the end of one plain step to the start of the next, all of Lightning's
