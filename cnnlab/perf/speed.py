@@ -1,4 +1,5 @@
-"""Speed switches (``conf/speed/``): they change how fast a run goes, never what it computes.
+"""Speed switches (``conf/speed/``): they change how fast a run goes; what each changes in the
+numbers is said below (``Speed``) and tested in training mode (``tests/unit/test_speed.py``).
 
 They act from outside the LightningModule, on its network (``pl_module.net``) when the Trainer
 sets up, on the optimizer partial, and on the process; the module a learner reads stays the
@@ -29,6 +30,7 @@ from cnnlab.perf.profilers import NoProfiler
 from cnnlab.perf.share_cores import ShareCores
 from cnnlab.perf.threads import cap_threads
 
+CPU_LAYERS = ("own", "all", True, False)  # True: "all", asked for by name
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # a partial, called with the parameters
 
@@ -37,10 +39,18 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]  # a partial, called wit
 class Speed:
     """The ``speed`` node of the config; the defaults are ``conf/speed/fast.yaml``'s (tested).
 
+    What they change in the numbers: the function a network computes (eval mode) is the same
+    up to float rounding under every switch. In training, ``channels_last`` and ``cpu_layers``
+    change *which* activations dropout drops (the same rate, other elements: PyTorch draws a
+    mask in memory order, and cnnlab's dropout draws its own), so a run's numbers differ from
+    ``speed=plain``'s as another seed's would; every other switch changes at most the rounding.
+
     - ``channels_last``: the network's convolutions in NHWC layout, oneDNN's fast path on CPUs.
     - ``fused_optimizer``: the optimizer's single fused kernel per step (when it has one).
     - ``cpu_layers``: faster CPU versions of dropout, flatten and ReLU-before-pool swapped into
-      the network (``cnnlab.perf.cpu_layers``): the same function and parameter names.
+      the network (``cnnlab.perf.cpu_layers``), same parameter names: ``own`` (the default)
+      into cnnlab's own networks only, so a user's network trains with exactly the modules it
+      was written with; ``all`` (or ``true``) into any network; ``false`` into none.
     - ``compile``: ``torch.compile`` the network; a mode name for ``torch.compile``'s
       ``mode`` (``reduce-overhead``: CUDA graphs of the forward and backward on a GPU).
     - ``keep_freed_memory``: glibc's malloc keeps freed activations mapped (``perf/heap.py``).
@@ -58,7 +68,7 @@ class Speed:
 
     channels_last: bool = True
     fused_optimizer: bool = True
-    cpu_layers: bool = True
+    cpu_layers: bool | str = "own"
     compile: bool | str = False
     keep_freed_memory: bool = True
     threads: int | None = None
@@ -67,6 +77,8 @@ class Speed:
     steps_per_execution: int | str | None = None
 
     def __post_init__(self) -> None:
+        if self.cpu_layers not in CPU_LAYERS:
+            raise CnnlabError(f"speed.cpu_layers={self.cpu_layers!r}: own, all or false")
         if isinstance(self.compile, str) and self.compile not in COMPILE_MODES:
             raise CnnlabError(
                 f"speed.compile={self.compile!r}: true, false or one of {', '.join(COMPILE_MODES)}"
@@ -95,7 +107,7 @@ class Speed:
 
     def apply_to(self, net: nn.Module) -> None:
         """Convert and/or compile ``net`` in place; parameter names (checkpoints) stay the same."""
-        if self.cpu_layers:
+        if self.cpu_layers in ("all", True) or (self.cpu_layers == "own" and is_cnnlabs(net)):
             use_cpu_layers(net)
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
@@ -112,6 +124,11 @@ class Speed:
         if self.fused_optimizer and fusable and not clipped_mixed:
             return partial(make, fused=True)
         return make
+
+
+def is_cnnlabs(net: nn.Module) -> bool:
+    """A network cnnlab ships (``cnnlab.models``), whose layers cnnlab may swap by default."""
+    return type(net).__module__.startswith("cnnlab.")
 
 
 class SpeedUpNetwork(L.Callback):

@@ -28,28 +28,64 @@ PLAIN = speed_preset("plain")  # every switch off
 ADAM = partial(torch.optim.Adam, lr=0.001, eps=1e-07)  # conf/optimizer/adam.yaml
 
 
-def one_adam_step(**switches: bool) -> torch.nn.Module:
+def adam_steps(steps: int = 1, dropout: bool = True, **switches: object) -> torch.nn.Module:
+    """``steps`` Adam steps of the lesson's network in training mode (dropout on unless told),
+    from one seed, under ``speed=plain`` with ``switches`` turned on."""
     torch.manual_seed(0)
     speed = replace(PLAIN, **switches)
-    net = KerasCNN()
+    net = KerasCNN(**({} if dropout else {"dropout": 0.0, "dense_dropout": 0.0}))
     speed.apply_to(net)
     images, labels = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    net.eval()  # no dropout: both variants must compute the same function
+    net.train()
     optimizer = speed.optimizer(ADAM)(net.parameters())
-    F.cross_entropy(net(images), labels).backward()
-    optimizer.step()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        F.cross_entropy(net(images), labels).backward()
+        optimizer.step()
     return net
 
 
-def test_network_switches_train_the_same_weights_under_the_same_names():
-    plain = one_adam_step()
-    fast = one_adam_step(channels_last=True, fused_optimizer=True, cpu_layers=True)
-    assert fast.features.conv2.weight.is_contiguous(memory_format=torch.channels_last)
-    assert list(plain.state_dict()) == list(fast.state_dict())  # checkpoints interchangeable
-    for name, weight in plain.state_dict().items():
-        torch.testing.assert_close(
-            fast.state_dict()[name], weight, rtol=0, atol=1e-4
-        )  # a step is ±1e-3
+def largest_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    assert list(a.state_dict()) == list(b.state_dict())  # checkpoints interchangeable
+    return max((a.state_dict()[k] - w).abs().max().item() for k, w in b.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "switch, changes_masks",
+    [("fused_optimizer", False), ("channels_last", True), ("cpu_layers", True)],
+)
+def test_what_each_network_switch_changes_when_training(switch, changes_masks):
+    """In training mode, dropout on: the fused optimizer changes only rounding; channels_last
+    and cpu_layers change which elements dropout drops (speed.py's docstring says so), and
+    nothing else: with dropout off they too change only rounding. Adam's first step moves
+    every weight by lr = 1e-3, one way or the other: another mask turns some round (2e-3)."""
+    plain, plain_no_dropout = adam_steps(), adam_steps(dropout=False)
+    on = adam_steps(**{switch: True if switch != "cpu_layers" else "all"})
+    rounding = 1e-4  # Adam divides by the gradient's size: a tiny gradient's rounding shows
+    assert (largest_difference(on, plain) > 1e-3) is changes_masks
+    off = adam_steps(dropout=False, **{switch: True if switch != "cpu_layers" else "all"})
+    assert largest_difference(off, plain_no_dropout) < rounding
+
+
+def test_cpu_layers_go_into_cnnlabs_networks_and_into_others_only_when_asked():
+    def user_net() -> torch.nn.Module:  # a user's own network: its module is not cnnlab's
+        nn = torch.nn
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.5),
+                             nn.Flatten(), nn.Linear(4 * 13 * 13, 10))  # fmt: skip
+
+    def layer_types(net: torch.nn.Module) -> list[type]:
+        return [type(m) for m in net.modules()]
+
+    written = layer_types(user_net())
+    for speed, swapped in ((speed_preset("fast"), False), (replace(PLAIN, cpu_layers="all"), True)):
+        net = user_net().train()
+        speed.apply_to(net)
+        assert (layer_types(net) != written) is swapped
+    lesson = KerasCNN()
+    speed_preset("fast").apply_to(lesson)
+    assert type(lesson.features.dropout1).__module__ == "cnnlab.perf.cpu_layers"
+    with pytest.raises(CnnlabError, match=r"speed\.cpu_layers='some'"):
+        replace(PLAIN, cpu_layers="some")
 
 
 def test_the_fused_kernel_is_left_out_where_lightning_clips_under_mixed_precision():
