@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +44,36 @@ def cpu_seconds() -> tuple[float, float]:
     return busy / ticks, (int(own[11]) + int(own[12])) / ticks  # utime + stime
 
 
+Sample = tuple[float, float, float]  # (wall seconds, machine busy CPU seconds, own CPU seconds)
+
+
+def machine_sample() -> Sample:
+    """Now, by the monotonic clock and /proc: what ``ShareCores`` compares once a second."""
+    return (time.monotonic(), *cpu_seconds())
+
+
 def threads_left(others_busy: float, total: int, cap: int) -> int:
     """Threads for this process when others keep ``others_busy`` cores busy: the rest, >= 1."""
     return max(1, min(cap, total - int(others_busy + 0.5)))
 
 
 class ShareCores(L.Callback):
-    """Re-sets ``torch.set_num_threads`` once a second from the cores others leave free."""
+    """Re-sets ``torch.set_num_threads`` once a second from the cores others leave free.
 
-    def __init__(self, max_threads: int | None = None) -> None:
+    ``sample`` is where the CPU times come from: the machine's (/proc), or a test's own."""
+
+    def __init__(
+        self, max_threads: int | None = None, sample: Callable[[], Sample] = machine_sample
+    ) -> None:
         self.max_threads = max_threads
-        self.last: tuple[float, float, float] | None = None  # (wall, machine busy, own)
+        self.sample = sample
+        self.last: Sample | None = None
         self.threads_before = torch.get_num_threads()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.threads_before = torch.get_num_threads()
         if PROC_STAT.is_file() and hasattr(os, "sched_getaffinity"):
-            self.last = (time.monotonic(), *cpu_seconds())
+            self.last = self.sample()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.last is not None and time.monotonic() - self.last[0] >= INTERVAL_S:
@@ -71,7 +85,7 @@ class ShareCores(L.Callback):
 
     def retune(self) -> int:
         """Look at the machine's CPU use since the last look; set and return the threads."""
-        now, busy, own = time.monotonic(), *cpu_seconds()
+        now, busy, own = self.sample()
         if self.last is None:
             self.last = (now, busy, own)
             return torch.get_num_threads()
