@@ -23,9 +23,11 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
+import lightning as L
 import torch
 from torch import Tensor
 
@@ -70,8 +72,6 @@ class ExecutionsClassifier(Classifier):
         self.accumulate_grad_batches = accumulate_grad_batches
         self.steps_per_execution = 1  # resolved for the device at fit start
         self.paced = False
-        for message in FLAVOUR_WARNINGS:  # only where this layer is chosen
-            warnings.filterwarnings("ignore", message=message)
 
     def on_fit_start(self) -> None:
         auto = self.requested == "auto"
@@ -164,3 +164,15 @@ def trainer_arguments(trainer: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     own = {key: default if trainer.get(key) is None else trainer[key]
            for key, default in OWN_ARGUMENTS.items()}  # fmt: skip
     return own, {**OWN_ARGUMENTS, "limit_train_batches": None}
+
+
+@contextmanager
+def flavour_warnings_ignored(module: L.LightningModule) -> Iterator[None]:
+    """Around ``trainer.fit``: Lightning's FLAVOUR_WARNINGS ignored while it fits an
+    ``ExecutionsClassifier``, and only then (a scoped filter: a notebook's or a user's program's
+    own warning filters stay as they were)."""
+    with warnings.catch_warnings():
+        if isinstance(module, ExecutionsClassifier):
+            for message in FLAVOUR_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+        yield

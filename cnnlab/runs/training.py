@@ -33,7 +33,11 @@ from cnnlab.callbacks.sweep_stop import stopping, sweep_of_trial
 from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
 from cnnlab.models.classifier import Classifier
-from cnnlab.perf.executions import ExecutionsClassifier, trainer_arguments
+from cnnlab.perf.executions import (
+    ExecutionsClassifier,
+    flavour_warnings_ignored,
+    trainer_arguments,
+)
 from cnnlab.perf.precision import Precision, device_type, resolve_precision, warn_if_emulated
 from cnnlab.perf.speed import Speed
 from cnnlab.runs.checkpoints import read_checkpoint, resume_point
@@ -119,7 +123,10 @@ def build(cfg: DictConfig) -> Parts:
 def fit_and_test(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
     """Fit, test the best checkpoint; the metrics of both (and the trainer, for HPARAMS)."""
     model, trainer = parts.model, parts.trainer
-    trainer.fit(model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path, weights_only=True)
+    with flavour_warnings_ignored(model):
+        trainer.fit(
+            model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path, weights_only=True
+        )
     record: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
     best = next((c.best for c in parts.callbacks if isinstance(c, BestMetrics)), {})
     record.update(

@@ -3,6 +3,7 @@ and metrics as Lightning's automatic optimization); the throughput meter measure
 
 import platform
 import time
+import warnings
 from dataclasses import replace
 from functools import partial
 
@@ -18,7 +19,13 @@ from bench.throughput import ThroughputMeter
 from cnnlab.errors import CnnlabError
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.keras_cnn import KerasCNN
-from cnnlab.perf.executions import ExecutionsClassifier, paced_steps, trainer_arguments
+from cnnlab.perf.executions import (
+    FLAVOUR_WARNINGS,
+    ExecutionsClassifier,
+    flavour_warnings_ignored,
+    paced_steps,
+    trainer_arguments,
+)
 from cnnlab.perf.heap import keep_freed_memory
 from cnnlab.perf.speed import Speed
 from cnnlab.perf.threads import cap_threads
@@ -172,7 +179,8 @@ def fit_steps(
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, plugins=[fp16_scaled()] if scaled else None,
                         **trainer_args)  # fmt: skip
-    trainer.fit(model, datamodule=Batches(data))
+    with flavour_warnings_ignored(model):
+        trainer.fit(model, datamodule=Batches(data))
     return model, {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
@@ -271,3 +279,19 @@ def test_steps_per_execution_is_checked():
     for bad in (0, "many", True):
         with pytest.raises(CnnlabError, match=r"speed\.steps_per_execution="):
             replace(PLAIN, steps_per_execution=bad)
+
+
+def test_lightnings_executions_warnings_are_ignored_only_while_it_fits_one():
+    """A scoped filter: after the fit, and for any other module, the process's filters are as
+    they were (a notebook or a user's program keeps its own)."""
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fit_steps(steps_per_execution=2)  # through flavour_warnings_ignored, as training.py
+    assert not [w for w in seen if "dataloader_iter" in str(w.message)]
+    assert warnings.filters == before
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with flavour_warnings_ignored(Classifier(net=KerasCNN(), optimizer=ADAM)):
+            warnings.warn(FLAVOUR_WARNINGS[0], UserWarning, stacklevel=1)
+    assert len(seen) == 1  # a textbook Classifier's fit ignores nothing
