@@ -48,6 +48,7 @@ from bench.plain_loop import (
     train_data,
 )
 from bench.rounds import median_interval
+from cnnlab.perf.executions import flavour_warnings_ignored
 from cnnlab.runs.training import build
 
 STEPS = 400  # optimizer steps of each side (a quick check, --max-steps-per-epoch: that many)
@@ -104,7 +105,8 @@ def measure(overrides: list[str], steps: int, warmup: int) -> dict[str, Any]:
         batches = endless(train_data(cfg, device).train_dataloader())
         between = PlainStepsBetween(PlainStep(cfg, device), batches)
         parts.trainer.callbacks.append(between)
-        parts.trainer.fit(parts.model, datamodule=parts.datamodule)
+        with flavour_warnings_ignored(parts.model):  # as cnnlab.runs.training fits
+            parts.trainer.fit(parts.model, datamodule=parts.datamodule)
     skip = max(1, round(warmup * len(between.cnnlab_s) / steps))  # hooks, not steps, with N > 1
     cnnlab, plain = between.cnnlab_s[skip:], between.plain_s[skip : len(between.cnnlab_s)]
     differences = [1000 * (c - p) for c, p in zip(cnnlab, plain, strict=True)]
