@@ -1,7 +1,8 @@
 """``python -m cnnlab.predict ckpt_path=<ckpt or run dir> images=[a.png,b.jpg]``: classify your
-own digit images with a trained model.
+own images with a trained model.
 
-Each image is converted like MNIST (``cnnlab.data.digits``) and gets its top classes with
+Each image is prepared as the checkpoint's data was (``cnnlab.data.preparation``: MNIST's digit
+recipe for digit data, else converted and resized) and gets its top classes with
 probabilities. A file that can't be used costs one ``cnnlab: error:`` line naming it; the other
 images are still predicted, and the exit code is 2 if any image failed.
 """
@@ -20,17 +21,18 @@ import hydra
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from cnnlab.data.digits import DIGIT_SHAPE, ImageFileError, image_files, invert_mode, load_digit
+from cnnlab.data.digits import ImageFileError, image_files, invert_mode
+from cnnlab.data.preparation import Preparation
 from cnnlab.errors import CnnlabError, one_line, say
 from cnnlab.models.classifier import Classifier
 from cnnlab.runs.checkpoints import load_model, resolve_checkpoint
 from cnnlab.runs.cli import compute_and_report, run_cli
 
 
-def top_classes(model: Classifier, digits: torch.Tensor, k: int) -> list[list[dict]]:
-    """For each digit (N, 1, 28, 28): its ``k`` most probable classes, most probable first."""
+def top_classes(model: Classifier, images: torch.Tensor, k: int) -> list[list[dict]]:
+    """For each image (N, C, H, W): its ``k`` most probable classes, most probable first."""
     with torch.no_grad():
-        probs = model.predict_step(digits, 0)
+        probs = model.predict_step(images, 0)
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     return [
         [
@@ -41,15 +43,15 @@ def top_classes(model: Classifier, digits: torch.Tensor, k: int) -> list[list[di
     ]
 
 
-def check_takes_digits(model: Classifier, ckpt: object) -> None:
-    """``predict`` makes every image MNIST-like (1x28x28): refuse a network that takes others."""
+def check_takes(model: Classifier, preparation: Preparation, ckpt: object) -> None:
+    """Refuse a network that does not take the images its data's preparation makes."""
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *DIGIT_SHAPE))
+            model(torch.zeros(1, *preparation.shape))
     except RuntimeError as e:
         raise CnnlabError(
-            f"ckpt_path={ckpt}: its network does not take {'x'.join(map(str, DIGIT_SHAPE))} "
-            f"images, which is what predict makes of yours ({one_line(e)})"
+            f"ckpt_path={ckpt}: its network does not take {'x'.join(map(str, preparation.shape))} "
+            f"images, which is what its data config makes of yours ({one_line(e)})"
         ) from None
 
 
@@ -61,18 +63,24 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     paths = list(cfg.images) if isinstance(cfg.images, ListConfig) else [cfg.images]
     files = image_files([str(p) for p in paths])
     ckpt = resolve_checkpoint(cfg.ckpt_path)
-    model, _ = load_model(ckpt)
-    check_takes_digits(model, ckpt)
-    digits, good, errors = [], [], []
+    model, config = load_model(ckpt)
+    preparation = Preparation.of_data(config["data"])
+    check_takes(model, preparation, ckpt)
+    images, good, errors = [], [], []
     for path in files:
         try:
-            digits.append(load_digit(path, invert))
+            images.append(preparation.load(path, invert))
             good.append(path)
         except ImageFileError as e:
             errors.append({"image": str(path), "error": str(e)})
-    tops = top_classes(model, torch.stack(digits), cfg.top_k) if digits else []
+    tops = top_classes(model, torch.stack(images), cfg.top_k) if images else []
     predictions = [{"image": str(p), "top": t} for p, t in zip(good, tops, strict=True)]
-    return {"checkpoint": str(ckpt), "predictions": predictions, "errors": errors}
+    return {
+        "checkpoint": str(ckpt),
+        "preparation": preparation.as_dict(),
+        "predictions": predictions,
+        "errors": errors,
+    }
 
 
 def report(result: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from cnnlab.data.augment import RandomAffine
 from cnnlab.data.idx_files import IdxImages
+from cnnlab.data.preparation import Preparation
 from cnnlab.errors import CnnlabError
 
 VALIDATION_MODES = ("holdout", "test")
@@ -158,8 +159,10 @@ class ImageDataModule(L.LightningDataModule):
         folds: int | None = None,
         fold: int = 0,
         augment: RandomAffine | None = None,
+        recipe: str = "resize",
     ) -> None:
         super().__init__()
+        self.preparation = Preparation(channels, image_size, image_size, recipe)
         check_description(images, channels, image_size, num_classes, list(class_names))
         check_folds(folds, fold, validation, images.train_size)
         if validation not in VALIDATION_MODES:

@@ -38,6 +38,12 @@ class ImageFileError(CnnlabError):
 def read_gray(path: Path) -> np.ndarray:
     """The file as grayscale float32 in [0, 255]; transparency is laid on paper that contrasts
     with the drawing (white under dark ink, black under light ink)."""
+    return np.asarray(read_image(path, "L"), dtype=np.float32)
+
+
+def read_image(path: Path, mode: str) -> Image.Image:
+    """The file decoded in PIL ``mode`` ("L" or "RGB"), its size checked from the header first;
+    ImageFileError names the file if it can't be used."""
     try:
         with warnings.catch_warnings():  # PIL warns of sizes below its own limit; ours is lower
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -52,7 +58,7 @@ def read_gray(path: Path) -> np.ndarray:
             image.load()
             if "A" in image.getbands() or "transparency" in image.info:
                 image = on_contrasting_paper(image.convert("RGBA"))
-            return np.asarray(image.convert("L"), dtype=np.float32)
+            return image.convert(mode)
     except Image.DecompressionBombError as e:  # PIL's own limit, hit while reading the header
         raise ImageFileError(f"{path}: too large to read ({e})") from None
     except FileNotFoundError:
