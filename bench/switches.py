@@ -1,5 +1,5 @@
 """``python -m bench.switches``: what each speed switch buys on this machine (docs/speed.md keeps
-one table per CPU kind).
+one table, a column per CPU kind).
 
 Each switch of ``speed=fast`` that acts on the training step (``channels_last``,
 ``fused_optimizer``, ``cpu_layers``, ``keep_freed_memory``, and ``threads`` against one

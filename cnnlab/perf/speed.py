@@ -4,7 +4,7 @@ numbers is said below (``Speed``) and tested in training mode (``tests/unit/test
 They act from outside the LightningModule, on its network (``pl_module.net``) when the Trainer
 sets up, on the optimizer partial, and on the process; the module a learner reads stays the
 lesson's. ``speed=fast`` (the default) turns on what measurement showed pays on the machines
-measured (docs/speed.md, one table per CPU kind); ``speed=plain`` is PyTorch's and Lightning's
+measured (docs/speed.md, a column per CPU kind); ``speed=plain`` is PyTorch's and Lightning's
 defaults, so an A/B is one override; ``speed=executions`` adds N optimizer steps per Lightning
 training step (``cnnlab.perf.executions``). Precision is the Trainer's own
 (``trainer.precision``): it changes results, so it is not here.
