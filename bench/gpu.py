@@ -32,7 +32,7 @@ from bench.rounds import plain_job, plain_result
 from cnnlab.errors import fail
 from cnnlab.runs.results import write_json
 
-# Bars of issue 14 for the GPU (the GPU run; a dry run reports them, meaningless on CPU)
+# The GPU bench's bars (the GPU run; a dry run reports them, meaningless on CPU)
 BARS = {"cnnlab/plain images_per_s": 0.95, "fit_s": 1.5, "end_to_end_s": 15.0}
 # a dry run's epoch: 80 batches, so both meters close a window (past the 32-step warm-up, a
 # window of 32 steps; executions of 16 close theirs at 32 and 64 too)

@@ -108,7 +108,7 @@ def data_dir() -> Path:
 
 
 def ratios(rows: dict[str, dict[str, Any]], rounds: list[dict]) -> dict[str, float | None]:
-    """The bar of issue 4: throughput vs. plain (median over all rounds' window pairs) and vs.
+    """The bench's bar: throughput vs. plain (median over all rounds' window pairs) and vs.
     Keras, end-to-end time vs. Keras."""
 
     def ratio(a: str, b: str, key: str) -> float | None:
