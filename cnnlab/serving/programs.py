@@ -44,11 +44,11 @@ class ExportError(CnnlabError):
 
 @contextlib.contextmanager
 def quiet_exporters() -> Iterator[None]:
-    """torch.export and the ONNX exporter log graphs and warnings to stderr while they work (a
-    failed trace prints pages); the command's one line says what matters."""
-    with warnings.catch_warnings():
+    """torch.export and the ONNX exporter log warnings while they work, and a failed trace
+    prints its partial graph to stderr (pages); the command's one line says what matters."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
+        logging.disable(logging.CRITICAL)
         try:
             yield
         finally:
