@@ -15,6 +15,7 @@ if __name__ == "__main__":
     exit_on_signals()  # first: a Ctrl-C while the imports below load is one line, no traceback
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -27,9 +28,10 @@ from cnnlab.errors import CnnlabError, one_line, say
 from cnnlab.models.classifier import Classifier
 from cnnlab.runs.checkpoints import load_model, resolve_checkpoint
 from cnnlab.runs.cli import compute_and_report, run_cli
+from cnnlab.serving.onnx_model import OnnxModel
 
 
-def top_classes(model: Classifier, images: torch.Tensor, k: int) -> list[list[dict]]:
+def top_classes(model: Classifier | OnnxModel, images: torch.Tensor, k: int) -> list[list[dict]]:
     """For each image (N, C, H, W): its ``k`` most probable classes, most probable first."""
     with torch.no_grad():
         probs = model.predict_step(images, 0)
@@ -62,10 +64,15 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     invert = invert_mode(cfg.invert)
     paths = list(cfg.images) if isinstance(cfg.images, ListConfig) else [cfg.images]
     files = image_files([str(p) for p in paths])
-    ckpt = resolve_checkpoint(cfg.ckpt_path)
-    model, config = load_model(ckpt)
-    preparation = Preparation.of_data(config["data"])
-    check_takes(model, preparation, ckpt)
+    if str(cfg.ckpt_path).endswith(".onnx"):  # an exported file: onnxruntime, its metadata
+        ckpt = Path(cfg.ckpt_path).expanduser()
+        model = OnnxModel(ckpt)
+        preparation = model.preparation
+    else:
+        ckpt = resolve_checkpoint(cfg.ckpt_path)
+        model, config = load_model(ckpt)
+        preparation = Preparation.of_data(config["data"])
+        check_takes(model, preparation, ckpt)
     images, good, errors = [], [], []
     for path in files:
         try:
