@@ -42,16 +42,13 @@ def trained_precision(ckpt: Path) -> str:
 
 
 def test_data(trained: dict[str, Any], cfg: DictConfig) -> L.LightningDataModule:
-    """The checkpoint's own dataset, from this machine's data directory; checkpoints from
-    before cnnlab recorded it (2026-12-05) were all trained on ``cfg.data`` (MNIST)."""
-    data = trained["data"]
-    if "_target_" not in data:
-        return instantiate(cfg.data)
-    return instantiate({**data, "data_dir": cfg.paths.data_dir})
+    """The checkpoint's own dataset, read from this machine's data directory (the run may have
+    been trained elsewhere)."""
+    return instantiate({**trained["data"], "data_dir": cfg.paths.data_dir})
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test a checkpoint on the 10,000 MNIST test images; return loss, accuracy, per class."""
+    """Test a checkpoint on its dataset's test images; return loss, accuracy, per class."""
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise CheckpointError("ckpt_path is required: ckpt_path=<checkpoint file or run dir>")
     ckpt = resolve_checkpoint(cfg.ckpt_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import io
 import zipfile
 from pathlib import Path
@@ -11,20 +10,15 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from cnnlab.callbacks.config_in_checkpoints import CONFIG_KEY
 from cnnlab.errors import CnnlabError, one_line
 from cnnlab.models.classifier import Classifier
-from cnnlab.models.keras_cnn import KerasCNN
 from cnnlab.runs.files import write_bytes_atomically
-from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import read_result
 
 PARTS = ("model", "optimizer", "data")  # the config's nodes a checkpoint needs to be rebuilt
-OWN_STEPS_KEY = "optimizer_steps"  # the count of cnnlab's own optimizer step, before 2026-12-05
-MNIST_CONFIG = PROJECT_ROOT / "conf" / "data" / "mnist.yaml"  # earlier checkpoints' data
 
 
 class CheckpointError(CnnlabError):
@@ -121,17 +115,13 @@ def check_fits(model: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None
 
 
 def resume_point(model: torch.nn.Module, ckpt_path: str | None) -> str | None:
-    """The checkpoint ``trainer.fit`` continues from, checked to fit ``model`` first."""
+    """The checkpoint ``trainer.fit`` continues from, checked to be cnnlab's and to fit
+    ``model`` first."""
     if ckpt_path is None:
         return None
     path = resolve_checkpoint(ckpt_path)
     ckpt = read_checkpoint(path)
-    if OWN_STEPS_KEY in ckpt:
-        raise CheckpointError(
-            f"{path}: written by cnnlab's own optimizer step (before 2026-12-05), whose loop "
-            "state today's Trainer cannot continue; evaluate and predict load it, a run starts "
-            "afresh"
-        )
+    checkpoint_config(ckpt, path)
     check_fits(model, ckpt, path)
     return str(path)
 
@@ -157,32 +147,20 @@ def load_model(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The config a checkpoint was trained with: the one it carries, or, for a checkpoint of an
-    earlier cnnlab (its ``hyper_parameters`` held the lesson network's knobs), that network's
-    config on MNIST."""
+    """The config a checkpoint was trained with (``ConfigInCheckpoints``): what rebuilds its
+    network and data. A checkpoint without one was not written by this cnnlab, and there is no
+    way to tell what network its weights belong to."""
     config = ckpt.get(CONFIG_KEY)
     if config is None:
-        config = earlier_config(ckpt.get("hyper_parameters", {}))
-    if not (isinstance(config, dict) and all(isinstance(config.get(k), dict) for k in PARTS)):
+        raise CheckpointError(
+            f"{path}: holds no config: written by an earlier cnnlab (before 2026-12-05) or not "
+            "by cnnlab; train it again with this one"
+        )
+    if not (isinstance(config, dict) and all(instantiable(config.get(k)) for k in PARTS)):
         raise CheckpointError(f"{path}: holds no usable config ({', '.join(PARTS)})")
     return config
 
 
-def earlier_config(hparams: Any) -> dict[str, Any] | None:
-    """The config of a checkpoint of an earlier cnnlab: ``{"arch": ..., "optimizer": ...}``
-    (before 2026-12-05), or cnnlab 0.1's one flat dict (the knobs, Adam's lr/eps/weight_decay
-    and the speed switches); None if ``hparams`` is neither."""
-    if not isinstance(hparams, dict):
-        return None
-    knobs = set(inspect.signature(KerasCNN).parameters)
-    arch = hparams.get("arch", hparams)
-    adam = {k: hparams[k] for k in ("lr", "eps", "weight_decay") if k in hparams}
-    optimizer = hparams.get(
-        "optimizer", {"_target_": "torch.optim.Adam", "_partial_": True, **adam}
-    )
-    if not isinstance(arch, dict):
-        return None
-    model = {"_target_": f"{KerasCNN.__module__}.KerasCNN", "in_channels": 1, "image_size": 28}
-    model.update({k: v for k, v in arch.items() if k in knobs})
-    names = list(OmegaConf.load(MNIST_CONFIG).class_names)
-    return {"model": model, "optimizer": optimizer, "data": {"class_names": names}}
+def instantiable(node: Any) -> bool:
+    """A config node Hydra can instantiate (it names its ``_target_``)."""
+    return isinstance(node, dict) and "_target_" in node

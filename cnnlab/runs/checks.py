@@ -23,20 +23,6 @@ from cnnlab.errors import CnnlabError
 CHECKED_GROUPS = ("model", "optimizer", "speed", "data", "scheduler", "loss")  # when present
 CLIP_ALGORITHMS = ("norm", "value")  # Lightning's gradient_clip_algorithm values
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit (Lightning's seed_everything range)
-# Keys of cnnlab 0.1's config and where they live now (an old command or run says which).
-MOVED = {
-    "model.lr": "optimizer.lr",
-    "model.eps": "optimizer.eps",
-    "model.weight_decay": "optimizer.weight_decay",
-    "model.channels_last": "speed.channels_last",
-    "model.fused_adam": "speed.fused_optimizer",
-    "model.compile": "speed.compile",
-    "model.automatic_optimization": "speed.steps_per_execution",
-    "speed.automatic_optimization": "speed.steps_per_execution (null: Lightning's automatic "
-    "optimization, the default; speed=executions: N steps per Lightning training step)",
-    "keep_freed_memory": "speed.keep_freed_memory",
-    "threads": "speed.threads",
-}
 
 
 class ConfigError(CnnlabError):

@@ -14,7 +14,6 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from cnnlab.errors import CnnlabError, fail, one_line, say
-from cnnlab.runs.checks import MOVED
 from cnnlab.runs.results import write_json
 
 
@@ -24,21 +23,21 @@ def run_cli(
     """Call a ``@hydra.main`` function, after ``prepare(sys.argv)`` (which may rewrite it, and
     whose result, a lock say, is held until ``main`` returns);
     composition errors (unknown key, bad override), a CnnlabError before Hydra starts and an
-    unwritable output directory exit 2 with one line."""
-    # Lightning's hint, on any machine with SLURM installed, to prepend ``srun``: a cnnlab run
-    # outside SLURM is meant to be, and launcher=slurm starts its trials under srun itself
-    warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+    unwritable output directory exit 2 with one line. Lightning's ``srun`` hint is ignored
+    while the command runs, and only then (a scoped filter: the caller's filters stay)."""
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra raise to us instead of printing its own
     try:
-        _held = prepare(sys.argv) if prepare is not None else None
-        main()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=SRUN_HINT)
+            _held = prepare(sys.argv) if prepare is not None else None
+            main()
     except CnnlabError as e:
         fail(e)
     except (HydraException, OmegaConfBaseException) as e:
         if wants_traceback:
             raise
-        say(one_line(e) + moved_hint(one_line(e)) + quoting_hint(one_line(e)))
+        say(one_line(e) + quoting_hint(one_line(e)))
         sys.exit(2)
     except ValueError as e:  # Hydra's for ``group=null`` where a config overrides the group
         if wants_traceback or not str(e).startswith(NULL_GROUP):
@@ -52,15 +51,11 @@ def run_cli(
         sys.exit(2)
 
 
+# Lightning's hint, on any machine with SLURM installed, to prepend ``srun``, given as each
+# Trainer is built and as it fits or tests: a cnnlab run outside SLURM is meant to be, and
+# launcher=slurm starts its trials under srun itself
+SRUN_HINT = "The `srun` command is available on your system"
 NULL_GROUP = "Config group override must be a string or a list. Got NoneType"
-
-
-def moved_hint(message: str) -> str:
-    """Where a key of an older cnnlab config lives now, if the message is about one."""
-    for old, new in MOVED.items():
-        if f"'{old}'" in message:
-            return f"; {old} is now {new}"
-    return ""
 
 
 def quoting_hint(message: str) -> str:

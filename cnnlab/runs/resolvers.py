@@ -30,12 +30,7 @@ def short_dirname(name: str) -> str:
 
 def trial_dirname(sweep_dir: str, task_overrides: list[str], override_dirname: str) -> str:
     """A sweep trial's directory name (after its job number): its values of the swept knobs
-    (``cnnlab.runs.swept``); but a sweep begun before cnnlab named trials so, whose trials are
-    named by all their overrides, keeps those names, so that ``resume=`` finds them."""
-    every = short_dirname(override_dirname)
-    existing = Path(sweep_dir)
-    if existing.is_dir() and any(d.name.split("_", 1)[-1] == every for d in existing.iterdir()):
-        return every
+    (``cnnlab.runs.swept``), as one directory level that fits file systems."""
     return short_dirname(trial_name(sweep_dir, task_overrides, override_dirname))
 
 

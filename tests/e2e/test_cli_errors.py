@@ -32,11 +32,8 @@ from tests.helpers import cli, result_of, run_dirs
         ("seed=99999999999", "seed=99999999999: must be an integer in [0, 4294967295]"),
         ("+optimizer.momentum=0.9", "optimizer.momentum: unknown key"),
         ("data.eval_batch_size=big", "data.eval_batch_size='big': expected int"),
-        ("model.lr=0.01", "model.lr is now optimizer.lr"),  # cnnlab 0.1's keys say where to
-        ("model.channels_last=false", "model.channels_last is now speed.channels_last"),
         ("speed.steps_per_execution=0", "speed.steps_per_execution=0: must be an integer >= 1"),
         ("speed.steps_per_execution=many", "steps_per_execution='many': must be an integer >= 1"),
-        ("speed.automatic_optimization=false", "is now speed.steps_per_execution (null: "),
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be an int"),
         ("trainer.gradient_clip_algorithm=max", "gradient_clip_algorithm='max': must be one of"),
         ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: must be >= 0"),

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import cli, read_only_copy, result_of, run_dirs, train_run
+from tests.helpers import ROOT, cli, read_only_copy, result_of, run_dirs, train_run
 from tests.hostile import Exploit, one_error
 
 FAST = ["debug=fast", "print_config=false"]
+OLD_CHECKPOINT = ROOT / "tests" / "data" / "cnnlab-0.1-layout.ckpt"  # cnnlab 0.1's: no config
 
 
 def digest(path: Path) -> str:
@@ -100,6 +101,23 @@ def test_broken_checkpoints_are_one_line_naming_the_file(narrow_run, tmp_path, k
     done = cli("cnnlab.evaluate", f"ckpt_path={path}", output_dir=tmp_path)
     assert done.returncode == 2
     assert one_error(done.stderr).startswith(f"cnnlab: error: {path}: {reason}")
+
+
+@pytest.mark.parametrize("command", ["cnnlab.evaluate", "cnnlab.predict", "cnnlab.train"])
+def test_a_checkpoint_of_an_earlier_cnnlab_is_one_line(tmp_path, command):
+    """A checkpoint without the config it was trained with (cnnlab 0.1 wrote its knobs as
+    hyperparameters): evaluating, predicting or resuming from it says so, and nothing else."""
+    before = digest(OLD_CHECKPOINT)
+    extra = {"cnnlab.predict": [f"images=[{OLD_CHECKPOINT}]"], "cnnlab.train": FAST}
+    done = cli(command, f"ckpt_path={OLD_CHECKPOINT}", *extra.get(command, []),
+               output_dir=tmp_path, CNNLAB_DATA_DIR=str(tmp_path / "d"))  # fmt: skip
+    assert done.returncode == 2
+    assert one_error(done.stderr) == (
+        f"cnnlab: error: {OLD_CHECKPOINT}: holds no config: written by an earlier cnnlab "
+        "(before 2026-12-05) or not by cnnlab; train it again with this one"
+    )
+    assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1  # nothing else
+    assert digest(OLD_CHECKPOINT) == before and not (tmp_path / "d").exists()
 
 
 def test_checkpoint_with_pickled_code_is_refused_without_running_it(tmp_path):

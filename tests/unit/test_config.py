@@ -1,5 +1,5 @@
 """The config tree: the YAML is the one source of defaults, checks follow each node's
-``_target_``, speed switches stay out of the results, and checkpoints of cnnlab 0.1 still load."""
+``_target_``, speed switches stay out of the results."""
 
 from __future__ import annotations
 
@@ -16,13 +16,10 @@ from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.keras_cnn import KerasCNN
 from cnnlab.perf.speed import Speed
-from cnnlab.runs.checkpoints import load_model
 from cnnlab.runs.checks import ConfigError, check_config
 from cnnlab.runs.results import hparams_of
 from cnnlab.runs.training import build_classifier
 from tests.helpers import ROOT
-
-OLD_CHECKPOINT = ROOT / "tests" / "data" / "cnnlab-0.1-layout.ckpt"  # tiny model, debug=fast
 
 
 def yaml_of(group: str, name: str) -> dict:
@@ -83,17 +80,6 @@ def test_checks_follow_the_target_a_swapped_in_class_is_checked_on_its_own_param
     with pytest.raises(ConfigError, match=r"optimizer\.eps: unknown key"):
         check_config(sgd)  # SGD has no epsilon: named, not a TypeError at fit time
     check_config(compose_train_config(["optimizer._target_=torch.optim.SGD", "~optimizer.eps"]))
-
-
-def test_a_checkpoint_of_cnnlab_0_1s_flat_layout_still_loads():
-    saved = torch.load(OLD_CHECKPOINT, weights_only=True)
-    assert "arch" not in saved["hyper_parameters"]  # the old flat layout: lr, filters, ...
-    model, config = load_model(OLD_CHECKPOINT)
-    assert isinstance(model, Classifier) and isinstance(model.net, KerasCNN)
-    assert config["model"]["filters"] == 2 and config["optimizer"]["lr"] == 0.001
-    assert model.class_names[-1] == "Nine"  # they were all of MNIST
-    for name, weight in saved["state_dict"].items():
-        assert torch.equal(model.state_dict()[name], weight), name
 
 
 # what docs/sweeps.md's seed table confirmed: the search's trial as command-line overrides

@@ -2,7 +2,6 @@
 
 from omegaconf import OmegaConf
 
-from cnnlab.runs.resolvers import trial_dirname
 from cnnlab.runs.swept import swept_keys, trial_name
 
 
@@ -34,11 +33,3 @@ def test_a_trials_name_is_its_values_of_the_swept_knobs(tmp_path):
     )
     nothing = tmp_path / "elsewhere"  # no sweep definition: Hydra's own name, whole
     assert trial_name(str(nothing), task, "model.filters=16,seed=2") == "model.filters=16,seed=2"
-
-
-def test_a_sweep_named_the_old_way_keeps_its_trial_names_on_resume(tmp_path):
-    here = sweep_dir(tmp_path, ["seed=1,2", "model.filters=16"])
-    task = ["model.filters=16", "seed=2"]
-    assert trial_dirname(str(here), task, "model.filters=16,seed=2") == "seed=2"
-    (here / "1_model.filters=16,seed=2").mkdir()  # every override in the name, as before
-    assert trial_dirname(str(here), task, "model.filters=16,seed=2") == "model.filters=16,seed=2"
