@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,6 +163,21 @@ def read_only_copy(source: Path, where: Path) -> Iterator[Path]:
         shutil.copytree(source, copy)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         yield copy
+
+
+@contextmanager
+def warnings_shown() -> Iterator[list[str]]:
+    """The messages of the warnings the code within lets through (every one, every time), once
+    it is done; and a check that it left the process's warning filters as it found them: a
+    filter the code needs is scoped (``warnings.catch_warnings``), or it leaks into a notebook
+    or a user's program."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        shown: list[str] = []
+        yield shown
+        assert warnings.filters == before, "a process-wide warning filter was set"
+        shown.extend(str(w.message) for w in seen)
 
 
 def trial_dir(sweep_dir: Path, num: int) -> Path:

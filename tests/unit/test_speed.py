@@ -29,7 +29,7 @@ from cnnlab.perf.executions import (
 from cnnlab.perf.heap import keep_freed_memory
 from cnnlab.perf.speed import Speed
 from cnnlab.perf.threads import cap_threads
-from tests.helpers import speed_preset
+from tests.helpers import speed_preset, warnings_shown
 
 PLAIN = speed_preset("plain")  # every switch off
 ADAM = partial(torch.optim.Adam, lr=0.001, eps=1e-07)  # conf/optimizer/adam.yaml
@@ -284,14 +284,10 @@ def test_steps_per_execution_is_checked():
 def test_lightnings_executions_warnings_are_ignored_only_while_it_fits_one():
     """A scoped filter: after the fit, and for any other module, the process's filters are as
     they were (a notebook or a user's program keeps its own)."""
-    before = list(warnings.filters)
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
+    with warnings_shown() as shown:
         fit_steps(steps_per_execution=2)  # through flavour_warnings_ignored, as training.py
-    assert not [w for w in seen if "dataloader_iter" in str(w.message)]
-    assert warnings.filters == before
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        with flavour_warnings_ignored(Classifier(net=KerasCNN(), optimizer=ADAM)):
-            warnings.warn(FLAVOUR_WARNINGS[0], UserWarning, stacklevel=1)
-    assert len(seen) == 1  # a textbook Classifier's fit ignores nothing
+    assert not [message for message in shown if "dataloader_iter" in message]
+    textbook = Classifier(net=KerasCNN(), optimizer=ADAM)
+    with warnings_shown() as shown, flavour_warnings_ignored(textbook):
+        warnings.warn(FLAVOUR_WARNINGS[0], UserWarning, stacklevel=1)
+    assert len(shown) == 1  # a textbook Classifier's fit ignores nothing
