@@ -19,6 +19,7 @@ from cnnlab.errors import CnnlabError, one_line
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.keras_cnn import KerasCNN
 from cnnlab.runs.files import write_bytes_atomically
+from cnnlab.runs.network import build_network
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import read_result
 
@@ -144,11 +145,11 @@ def load_model(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     ckpt = read_checkpoint(ckpt_path)
     config = checkpoint_config(ckpt, ckpt_path)
     try:
-        net = instantiate(config["model"])
+        net = build_network(config["model"], config["data"])
         model = Classifier(net, instantiate(config["optimizer"]),
                            class_names=config["data"]["class_names"])  # fmt: skip
-    except Exception as e:  # TypeError, Hydra's InstantiationException, ArchError...
-        raise CheckpointError(f"{ckpt_path}: unusable config ({one_line(e)})") from e
+    except Exception as e:  # NetworkError, TypeError, Hydra's InstantiationException...
+        raise CheckpointError(f"{ckpt_path}: unusable config: {one_line(e)}") from None
     check_fits(model, ckpt, ckpt_path)
     model.load_state_dict(ckpt["state_dict"])
     if broken := [name for name, t in model.state_dict().items() if not t.isfinite().all()]:
@@ -184,5 +185,7 @@ def earlier_config(hparams: Any) -> dict[str, Any] | None:
         return None
     model = {"_target_": f"{KerasCNN.__module__}.KerasCNN", "in_channels": 1, "image_size": 28}
     model.update({k: v for k, v in arch.items() if k in knobs})
-    names = list(OmegaConf.load(MNIST_CONFIG).class_names)
-    return {"model": model, "optimizer": optimizer, "data": {"class_names": names}}
+    mnist = OmegaConf.load(MNIST_CONFIG)
+    data = {k: mnist[k] for k in ("channels", "image_size", "recipe", "num_classes")}
+    return {"model": model, "optimizer": optimizer,
+            "data": {**data, "class_names": list(mnist.class_names)}}  # fmt: skip
