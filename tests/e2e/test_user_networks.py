@@ -41,7 +41,8 @@ class Lazy(nn.Module):
         return self.head(torch.relu(self.conv(x)).flatten(1))
 """
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
-         "trainer.limit_test_batches=2", "print_config=false", "callbacks.figures=null"]  # fmt: skip
+         "trainer.limit_test_batches=2", "print_config=false",
+         "callbacks.figures=null"]  # fmt: skip
 MISTAKES = {
     "model._target_=mynets.Tinyy": "model._target_=mynets.Tinyy: mynets has no Tinyy",
     "model._target_=nomod.Tiny": "model._target_=nomod.Tiny: no module named nomod ",
