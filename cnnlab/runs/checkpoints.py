@@ -16,6 +16,7 @@ from cnnlab.callbacks.config_in_checkpoints import CONFIG_KEY
 from cnnlab.errors import CnnlabError, one_line
 from cnnlab.models.classifier import Classifier
 from cnnlab.runs.files import write_bytes_atomically
+from cnnlab.runs.network import build_network
 from cnnlab.runs.results import read_result
 
 PARTS = ("model", "optimizer", "data")  # the config's nodes a checkpoint needs to be rebuilt
@@ -134,11 +135,11 @@ def load_model(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     ckpt = read_checkpoint(ckpt_path)
     config = checkpoint_config(ckpt, ckpt_path)
     try:
-        net = instantiate(config["model"])
+        net = build_network(config["model"], config["data"])
         model = Classifier(net, instantiate(config["optimizer"]),
                            class_names=config["data"]["class_names"])  # fmt: skip
-    except Exception as e:  # TypeError, Hydra's InstantiationException, ArchError...
-        raise CheckpointError(f"{ckpt_path}: unusable config ({one_line(e)})") from e
+    except Exception as e:  # NetworkError, TypeError, Hydra's InstantiationException...
+        raise CheckpointError(f"{ckpt_path}: unusable config: {one_line(e)}") from None
     check_fits(model, ckpt, ckpt_path)
     model.load_state_dict(ckpt["state_dict"])
     if broken := [name for name, t in model.state_dict().items() if not t.isfinite().all()]:

@@ -9,16 +9,17 @@ classes themselves.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import math
 import types
 import typing
 from collections.abc import Mapping
+from typing import Any
 
-from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, one_line
 
 CHECKED_GROUPS = ("model", "optimizer", "speed", "data", "scheduler", "loss")  # when present
 CLIP_ALGORITHMS = ("norm", "value")  # Lightning's gradient_clip_algorithm values
@@ -34,7 +35,7 @@ def check_config(cfg: DictConfig) -> None:
     for group in CHECKED_GROUPS:
         if not (node := cfg.get(group)):
             continue
-        check_types(node, group, hints_of(get_object(node._target_)))
+        check_types(node, group, hints_of(target_of(node, group)))
     check_optimizer_values(cfg.optimizer)
     smoothing = cfg.loss.get("label_smoothing") if cfg.get("loss") else None
     if isinstance(smoothing, int | float) and not 0 <= smoothing < 1:
@@ -108,7 +109,7 @@ def check_types(node: Mapping, prefix: str, hints: dict[str, object] | None) -> 
         if key not in hints:
             raise ConfigError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(hints))})")
         if isinstance(value, Mapping) and "_target_" in value:  # a node of its own (data.augment)
-            check_types(value, f"{prefix}.{key}", hints_of(get_object(value._target_)))
+            check_types(value, f"{prefix}.{key}", hints_of(target_of(value, f"{prefix}.{key}")))
             continue
         if not _matches(value, hints[key]):
             raise ConfigError(f"{prefix}.{key}={value!r}: expected {_type_name(hints[key])}")
@@ -141,3 +142,35 @@ def _matches(value: object, hint: object) -> bool:
 
 def _type_name(hint: object) -> str:
     return " or ".join(getattr(option, "__name__", str(option)) for option in _options(hint))
+
+
+def target_of(node: Mapping, key: str) -> Any:
+    """The class (or function) a config node's ``_target_`` names, imported; ConfigError naming
+    ``<key>._target_`` and what is missing: the module not found (``mynets``, not the whole
+    path ``mynets.LeNet5``), or the name the module lacks (a typo)."""
+    target = node.get("_target_")  # None where it is ??? (model=custom)
+    if not isinstance(target, str) or not target:
+        raise ConfigError(f"{key}._target_ is required: {key}._target_=<module>.<Class>")
+    parts, missing = target.split("."), target.split(".")[0]
+    for split in range(len(parts) - 1, 0, -1):  # the longest prefix that is a module
+        name = ".".join(parts[:split])
+        try:
+            found = importlib.import_module(name)
+            break
+        except ModuleNotFoundError as e:
+            if e.name is None or not (name == e.name or name.startswith(f"{e.name}.")):
+                raise ConfigError(f"{key}._target_={target}: importing {name} failed: "
+                                  f"{one_line(e)}") from None  # fmt: skip
+            missing = e.name  # this prefix is no module: a shorter one may be
+        except Exception as e:  # the user's module itself fails: SyntaxError, NameError...
+            raise ConfigError(f"{key}._target_={target}: importing {name} failed: "
+                              f"{type(e).__name__}: {one_line(e)}") from None  # fmt: skip
+    else:
+        raise ConfigError(f"{key}._target_={target}: no module named {missing} (the folder "
+                          "holding it goes on PYTHONPATH; or a typo?)")  # fmt: skip
+    for depth in range(split, len(parts)):
+        if not hasattr(found, parts[depth]):
+            where = ".".join(parts[:depth])
+            raise ConfigError(f"{key}._target_={target}: {where} has no {parts[depth]} (a typo?)")
+        found = getattr(found, parts[depth])
+    return found

@@ -43,6 +43,7 @@ from cnnlab.perf.speed import Speed
 from cnnlab.runs.checkpoints import read_checkpoint, resume_point
 from cnnlab.runs.checks import ConfigError, check_config
 from cnnlab.runs.files import WriteError, write_text_atomically
+from cnnlab.runs.network import build_network
 from cnnlab.runs.preflight import check_memory, check_room
 from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import DONE, METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
@@ -52,14 +53,14 @@ log = logging.getLogger(__name__)
 
 
 def build_classifier(cfg: DictConfig, speed: Speed) -> Classifier:
-    """The LightningModule: the network (``model``), the ``optimizer`` (fused where ``speed``
-    says), ``scheduler`` and ``loss``, and the data's class names; under N steps per execution
-    the opt-in module of ``cnnlab.perf.executions``, with the Trainer's clipping and
-    accumulation."""
+    """The LightningModule: the network (``model``, checked to take the data), the
+    ``optimizer`` (fused where ``speed`` says), ``scheduler`` and ``loss``, and the data's
+    class names; under N steps per execution the opt-in module of ``cnnlab.perf.executions``,
+    with the Trainer's clipping and accumulation."""
     clipped = cfg.trainer.get("gradient_clip_val") not in (None, 0)
     mixed = str(cfg.trainer.precision).endswith("-mixed")
     parts = {
-        "net": instantiate(cfg.model),
+        "net": build_network(cfg.model, cfg.data),
         "optimizer": speed.optimizer(instantiate(cfg.optimizer), clipped_mixed=clipped and mixed),
         "scheduler": instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         "loss": instantiate(cfg.loss),

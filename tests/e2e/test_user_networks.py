@@ -1,0 +1,76 @@
+"""A user's network and its mistakes (issue 33, cases 6-8): each mistake is one line, exit 2,
+before the run claims its directory, which then takes the corrected command; lazy networks
+train."""
+
+import textwrap
+
+import pytest
+
+from tests.helpers import cli, result_of
+
+NETS = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, channels: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 4, 5, stride=2)
+        self.head = nn.Linear(4 * 12 * 12, classes)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).flatten(1))
+
+
+class NotAModule:
+    pass
+
+
+class NoParams(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+class Lazy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.LazyConv2d(4, 5, stride=2), nn.LazyLinear(10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).flatten(1))
+"""
+QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+         "trainer.limit_test_batches=2", "print_config=false",
+         "callbacks.figures=null"]  # fmt: skip
+MISTAKES = {
+    "model._target_=mynets.Tinyy": "model._target_=mynets.Tinyy: mynets has no Tinyy",
+    "model._target_=nomod.Tiny": "model._target_=nomod.Tiny: no module named nomod ",
+    "model._target_=mynets.NotAModule": "builds a NotAModule, not a torch.nn.Module",
+    "model._target_=mynets.NoParams": "the network has no trainable parameters",
+    "model._target_=mynets.Tiny +model.classes=5": "model.classes=5: the network returns (2, 5)",
+    "model._target_=mynets.Tiny +model.channels=3": "model.channels=3: the network's first conv",
+}
+
+
+@pytest.fixture
+def env(tmp_path):
+    (tmp_path / "code" / "mynets").mkdir(parents=True)
+    (tmp_path / "code" / "mynets" / "__init__.py").write_text(textwrap.dedent(NETS))
+    return {"PYTHONPATH": str(tmp_path / "code")}
+
+
+def test_each_mistake_is_one_line_and_the_directory_then_trains_a_lazy_network(
+    mnist_dir, tmp_path, env
+):
+    run_dir = tmp_path / "run"
+    for override, said in [*MISTAKES.items(), ("", "model._target_ is required")]:
+        done = cli("cnnlab.train", "model=custom", *override.split(), *QUICK,
+                   f"hydra.run.dir={run_dir}", output_dir=tmp_path, **env)  # fmt: skip
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+        assert lines[0].startswith("cnnlab: error: ") and said in lines[0], lines[0]
+    lazy = cli("cnnlab.train", "model=custom", "model._target_=mynets.Lazy", *QUICK,
+               f"hydra.run.dir={run_dir}", output_dir=tmp_path, **env)  # fmt: skip
+    assert lazy.returncode == 0, lazy.stderr[-2000:]
+    assert result_of(run_dir)["status"] == "finished"
