@@ -45,7 +45,15 @@ from cnnlab.runs.checks import ConfigError, check_config
 from cnnlab.runs.files import WriteError, write_text_atomically
 from cnnlab.runs.preflight import check_memory, check_room
 from cnnlab.runs.resolvers import PROJECT_ROOT
-from cnnlab.runs.results import DONE, METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
+from cnnlab.runs.results import (
+    DONE,
+    METRICS,
+    RESULT_FILE,
+    earlier_wall_time,
+    hparams_of,
+    log_hparams,
+    write_json,
+)
 from cnnlab.runs.resume import resume_trial, sweep_resume_command
 
 log = logging.getLogger(__name__)
@@ -192,7 +200,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if sweep_dir and (signum := stopping(sweep_dir)) is not None:  # dispatched as it stopped
         return {"status": "interrupted", "exit_code": 128 + signum, "run_dir": str(run_dir),
                 "error": "not started: the sweep was stopping"}  # fmt: skip
-    started = time.perf_counter()
+    started = time.perf_counter() - earlier_wall_time(run_dir, cfg.ckpt_path)
     record: dict[str, Any] = {
         "status": "failed",
         "overrides": list(HydraConfig.get().overrides.task),
