@@ -250,6 +250,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def report(record: dict[str, Any]) -> None:
     """The final summary a user reads, in the lesson's words."""
     if record["status"] not in DONE:
+        if record["status"] == "interrupted":  # a progress bar may have been mid-line
+            print(flush=True)
         label = "error" if record["status"] == "failed" else record["status"]
         say(record["error"], label)
         return
