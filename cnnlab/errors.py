@@ -71,6 +71,16 @@ def exit_on_signals() -> None:
         signal.signal(signum, _exit_now)
 
 
+def ignore_signals() -> None:
+    """A parallel sweep's worker's first act (loky's initializer): a terminal's Ctrl-C, `timeout`
+    and systemd signal the whole process group, workers included. Ignored, a worker is stopped
+    only as the sweep decides (its trial's own handlers take the signal while it runs, then give
+    it back to the ignoring); otherwise one between trials dies of SIGTERM, or KeyboardInterrupt
+    lands wherever it is, and the sweep loses the trial's result and leaks loky's semaphores."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _exit_now(signum: int, frame: FrameType | None) -> None:
     name = signal.Signals(signum).name
     line = f"cnnlab: interrupted: stopped by {name} outside any training; nothing is lost\n"

@@ -32,6 +32,20 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def earlier_wall_time(run_dir: Path, ckpt_path: str | None) -> float:
+    """The seconds the attempts before this one spent on the run that ``ckpt_path`` continues:
+    a resumed run's wall_time_s counts the whole training, not only the part after the stop
+    (issue 33 case 9). 0 for a fresh run, or a checkpoint from elsewhere."""
+    record = read_result(run_dir) if ckpt_path else None
+    inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(
+        Path(run_dir).resolve()
+    )
+    if not inside or record is None or record.get("status") in DONE:
+        return 0.0
+    spent = record.get("wall_time_s")
+    return float(spent) if isinstance(spent, int | float) else 0.0
+
+
 def result_problem(run_dir: Path) -> str | None:
     """Why ``run_dir``'s result.json is no record, if it exists and is none (else None)."""
     path = Path(run_dir) / RESULT_FILE

@@ -46,7 +46,15 @@ from cnnlab.runs.files import WriteError, write_text_atomically
 from cnnlab.runs.network import build_network
 from cnnlab.runs.preflight import check_memory, check_room
 from cnnlab.runs.resolvers import PROJECT_ROOT
-from cnnlab.runs.results import DONE, METRICS, RESULT_FILE, hparams_of, log_hparams, write_json
+from cnnlab.runs.results import (
+    DONE,
+    METRICS,
+    RESULT_FILE,
+    earlier_wall_time,
+    hparams_of,
+    log_hparams,
+    write_json,
+)
 from cnnlab.runs.resume import resume_trial, sweep_resume_command
 
 log = logging.getLogger(__name__)
@@ -193,7 +201,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if sweep_dir and (signum := stopping(sweep_dir)) is not None:  # dispatched as it stopped
         return {"status": "interrupted", "exit_code": 128 + signum, "run_dir": str(run_dir),
                 "error": "not started: the sweep was stopping"}  # fmt: skip
-    started = time.perf_counter()
+    started = time.perf_counter() - earlier_wall_time(run_dir, cfg.ckpt_path)
     record: dict[str, Any] = {
         "status": "failed",
         "overrides": list(HydraConfig.get().overrides.task),
@@ -243,6 +251,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def report(record: dict[str, Any]) -> None:
     """The final summary a user reads, in the lesson's words."""
     if record["status"] not in DONE:
+        if record["status"] == "interrupted":  # a progress bar may have been mid-line
+            print(flush=True)
         label = "error" if record["status"] == "failed" else record["status"]
         say(record["error"], label)
         return

@@ -21,14 +21,16 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
+from joblib.parallel import LokyBackend, register_parallel_backend
 from omegaconf import DictConfig
 
 from cnnlab.callbacks.sweep_stop import clear_stopping, mark_stopping, stopping
-from cnnlab.errors import say
+from cnnlab.errors import ignore_signals, say
 from cnnlab.runs.resume import sweep_resume_command
 from cnnlab.sweeps.leaderboard import summarize
 
@@ -56,10 +58,18 @@ def stop_on_signals(sweep_dir: Path, launcher: DictConfig) -> None:
         handler = _raise_now(sweep_dir)
     elif "joblib" in str(launcher.get("_target_", "")):
         handler = _stop_workers(sweep_dir)
+        _workers_ignore_signals()
     else:
         return
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
+
+
+def _workers_ignore_signals() -> None:
+    """Joblib's workers (Hydra's launcher asks for its "loky" backend) start by ignoring
+    SIGINT and SIGTERM (``cnnlab.errors.ignore_signals``): a signal to the process group then
+    stops the sweep as one to this process does, through the sweep's mark."""
+    register_parallel_backend("loky", partial(LokyBackend, initializer=ignore_signals))
 
 
 def _raise_now(sweep_dir: Path) -> Handler:

@@ -68,12 +68,14 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterru
     interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
     assert torch.load(interrupted, weights_only=True)["global_step"] > 20  # inside epoch 1
     assert (run_dir / "checkpoints" / "best-epoch00.ckpt").is_file()
+    before = result["wall_time_s"]
 
     resumed = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_dirs(tmp_path) == [run_dir]  # the same run, not a new one
     result = result_of(run_dir)
     assert result["status"] == "finished" and result["best_epoch"] is not None
+    assert result["wall_time_s"] > before  # the whole training, not only the resumed part
     final, reference = (
         weights(run_dir / "checkpoints/last.ckpt"),
         weights(uninterrupted / "checkpoints/last.ckpt"),

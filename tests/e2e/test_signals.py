@@ -64,7 +64,7 @@ def test_a_signal_outside_training_is_recorded_with_a_non_zero_exit(
 ):
     code, output, run_dir = signal_when_printed(tmp_path, marker, [signum], *SLOW_EVAL, *extra)
     assert code == 128 + signum, output[-2000:]
-    (line,) = re.findall(r"cnnlab: [^\r\n]*", output)  # a progress bar may precede it
+    (line,) = re.findall(r"(?m)^cnnlab: [^\r\n]*", output)  # on a line of its own
     name = signal.Signals(signum).name
     result = result_of(run_dir)
     assert result["status"] == "interrupted" and result["exit_code"] == 128 + signum

@@ -56,15 +56,15 @@ def in_epoch_1(output_dir: Path, *trials: int):
     return ready
 
 
-def stopped(proc: subprocess.Popen, signum: int) -> tuple[str, str]:
-    """The sweep's one line after a signal, and the command it names."""
+def stopped(proc: subprocess.Popen, signum: int) -> tuple[str, str, str]:
+    """The sweep's one line after a signal, the command it names, and its whole stderr."""
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signum, stderr[-3000:]
     assert "Traceback" not in stderr
     (line,) = [line for line in stderr.splitlines() if line.startswith("cnnlab: ")]
     name = signal.Signals(signum).name
     assert line.startswith(f"cnnlab: interrupted: the sweep stopped by {name}; its unfinished ")
-    return line, line.split("continue with: ", 1)[1]
+    return line, line.split("continue with: ", 1)[1], stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -72,7 +72,7 @@ def test_a_signal_stops_the_whole_sweep_and_its_resume_finishes_it(mnist_dir, tm
     proc = start(tmp_path, *GRID)
     wait_for(in_epoch_1(tmp_path, 0), "trial 0's epoch 1", proc)
     proc.send_signal(signum)
-    line, command = stopped(proc, signum)
+    line, command, _ = stopped(proc, signum)
     sweep_dir = sweep_dir_of(tmp_path)
     assert f"resume={sweep_dir}" in line and "model.filters=4,6,8" in line
     first = result_of(trial_dir(sweep_dir, 0))
@@ -94,22 +94,25 @@ def test_a_signal_stops_the_whole_sweep_and_its_resume_finishes_it(mnist_dir, tm
     )
 
 
-def test_ctrl_c_stops_a_parallel_sweep_and_its_workers(mnist_dir, tmp_path):
-    """launcher=joblib, 2 trials at once, 3 in all: Ctrl-C (SIGINT to the whole process group,
-    as a terminal sends it) stops both running trials, each with its checkpoint; the third
-    never trains."""
-    proc = start(tmp_path, *GRID, "launcher=joblib")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_stops_a_parallel_sweep_cleanly(mnist_dir, tmp_path, signum):
+    """launcher=joblib, 3 workers for 2 trials: SIGINT or SIGTERM to the whole process group
+    (a terminal's Ctrl-C, `timeout`, systemd) stops both running trials, each with its
+    interrupted checkpoint and result, and nothing follows the one line. The idle worker gets
+    the signal too (as one between trials would): it used to die of it or raise
+    KeyboardInterrupt, losing the results and leaking loky's semaphores (issue 33 case 2)."""
+    grid = ["-m", "model.filters=4,6", *TRIAL, "launcher=joblib", "hydra.launcher.n_jobs=3"]
+    proc = start(tmp_path, *grid)
     wait_for(in_epoch_1(tmp_path, 0, 1), "epoch 1 of trials 0 and 1", proc)
-    os.killpg(proc.pid, signal.SIGINT)
-    stopped(proc, signal.SIGINT)
+    os.killpg(proc.pid, signum)
+    line, _, stderr = stopped(proc, signum)
+    assert stderr.rstrip().endswith(line)  # no warning after it
     sweep_dir = sweep_dir_of(tmp_path)
     for num in (0, 1):
         result = result_of(trial_dir(sweep_dir, num))
-        assert result["status"] == "interrupted", result
-        assert list((trial_dir(sweep_dir, num) / "checkpoints").glob("*.ckpt"))
-    assert not list(sweep_dir.glob("2_*/checkpoints"))  # the third never trained
-    rows = {r["trial"]: r["status"] for r in leaderboard(sweep_dir)}
-    assert rows["0"] == rows["1"] == "interrupted" and rows.get("2", "unfinished") == "unfinished"
+        assert result["status"] == "interrupted" and result["exit_code"] == 128 + signum, result
+        assert (trial_dir(sweep_dir, num) / "checkpoints" / "interrupted.ckpt").is_file()
+    assert [r["status"] for r in leaderboard(sweep_dir)] == ["interrupted"] * 2
     assert not (sweep_dir / ".stopping").exists()
     deadline = time.monotonic() + 30  # the workers end once their parent has gone
     while subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).stdout:
@@ -123,7 +126,7 @@ def test_an_interrupted_optuna_trial_resumes_with_its_parameters(mnist_dir, tmp_
     proc = start(tmp_path, *search)
     wait_for(in_epoch_1(tmp_path, 0), "trial 0's epoch 1", proc)
     proc.send_signal(signal.SIGTERM)
-    _, command = stopped(proc, signal.SIGTERM)
+    _, command, _ = stopped(proc, signal.SIGTERM)
     sweep_dir = sweep_dir_of(tmp_path)
     study = optuna.load_study(study_name="optuna_search",
                               storage=f"sqlite:///{sweep_dir}/optuna.db")  # fmt: skip
