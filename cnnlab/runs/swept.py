@@ -62,7 +62,7 @@ def values_of(swept: dict[str, Override]) -> dict[str, str]:
     return {
         key: ",".join(dict.fromkeys(o.sweep_string_iterator()))
         if o.is_discrete_sweep()
-        else o.get_value_element_as_str()
+        else o.input_line.split("=", 1)[1]  # interval(...), as written
         for key, o in swept.items()
     }
 
