@@ -16,7 +16,9 @@ so ``resume=<sweep dir>`` continues it.
 A trial that a signal interrupted is not a failure: it is told nothing and stays RUNNING in
 the study, and no further trial is asked for (``cnnlab.sweeps.stop``). ``resume=<sweep dir>``
 launches every RUNNING trial again first, with its parameters and its number (so its own
-directory, where it continues from its checkpoint), then asks for new ones up to ``n_trials``.
+directory, where it continues from its checkpoint), then asks for new ones up to ``n_trials``,
+from a sampler seeded by ``seed`` + the trials the study holds (new points, not the first ones
+again). Before any trial trains, each knob's range is checked at its ends (``bounds``).
 """
 
 from __future__ import annotations
