@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Callable
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -55,18 +56,23 @@ def check_size(trials: int, max_trials: int, setting: str) -> None:
           flush=True)  # fmt: skip
 
 
-def check_trials(trials: list[list[str]], compose: Compose) -> list[DictConfig]:
-    """Compose and check every trial (``check_trial``); their configs. The first bad one is
-    refused in one line that names it by what sets it apart from the others."""
+def check_trials(trials: list[list[str]], compose: Compose, sweep: DictConfig) -> list[DictConfig]:
+    """Compose and check every trial (``check_trial``) of ``sweep`` (its config); their
+    configs. The first bad one is refused in one line that names it by what sets it apart
+    from the others. Each is checked as its job will run, under its own ``${hydra:...}``
+    values (a launcher's ``n_jobs`` sets the threads); the sweep's are set back after."""
     shared = set.intersection(*map(set, trials)) if len(trials) > 1 else set()
     configs = []
     for overrides in trials:
         try:
             cfg = compose(overrides)
+            HydraConfig.instance().set_config(cfg)
             check_trial(cfg)
         except Exception as e:  # a user's network may raise anything when built
             own = " ".join(o for o in overrides if o not in shared) or "every trial"
             raise ConfigError(f"{one_line(e)} (the sweep's trial {own}; none ran)") from None
+        finally:
+            HydraConfig.instance().set_config(sweep)
         configs.append(cfg)
     return configs
 

@@ -48,7 +48,7 @@ class GridSweeper(Sweeper):
         trials = grid(self.params, arguments)
         check_resume(self.config)
         check_size(len(trials), self.max_trials, "hydra.sweeper.max_trials")
-        configs = check_trials(trials, self.compose)
+        configs = check_trials(trials, self.compose, self.config)
         start_sweep(self.config)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         left = [num for num, cfg in enumerate(configs) if not self.skipped(num, cfg)]

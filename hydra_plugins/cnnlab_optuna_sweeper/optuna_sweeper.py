@@ -129,7 +129,9 @@ class OptunaSweeper(Sweeper):
         print(f"Sweep: an Optuna search of {self.n_trials} trials, its space checked first",
               flush=True)  # fmt: skip
         compose = self.hydra_context.config_loader.load_sweep_config
-        check_trials(bounds(space, fixed), lambda overrides: compose(self.config, overrides))
+        check_trials(
+            bounds(space, fixed), lambda overrides: compose(self.config, overrides), self.config
+        )
         start_sweep(self.config)
         self.sweep_dir = Path(self.config.hydra.sweep.dir)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -114,7 +114,7 @@ def test_launchers_run_trials_in_other_processes_with_the_same_isolation(
 
 
 def test_optuna_search_tells_the_study_and_resumes_it(mnist_dir, tmp_path):
-    search = ["hparams_search=optuna", "optimizer.lr=choice(0.001,1e10)", *TINY]
+    search = ["hparams_search=optuna", "optimizer.lr=choice(0.001,0.002,1e10)", *TINY]
     first = cli("cnnlab.train", *search, "hydra.sweeper.n_trials=3", output_dir=tmp_path)
     assert first.returncode in (0, 1), first.stderr[-3000:]
     sweep_dir = sweep_dir_of(tmp_path)
