@@ -20,7 +20,7 @@ from pathlib import Path
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from cnnlab.runs.resume import finished_trial
 from cnnlab.runs.swept import MULTIRUN_FILE
@@ -70,7 +70,7 @@ class GridSweeper(Sweeper):
         """Under ``resume=``: whether trial ``num`` already finished (reported, not launched)."""
         if not self.config.get("resume"):
             return False
-        with open_dict(cfg):
+        with read_write(cfg.hydra), open_dict(cfg.hydra):  # checked: made read-only
             cfg.hydra.job.num = num  # its directory's name begins with it
         record = finished_trial(cfg)
         if record is not None:
