@@ -84,16 +84,14 @@ def tradeoffs_figure(
     """Mean val/acc against parameters and against mean wall time, Pareto fronts marked, each
     point labelled with its values of the varied knobs."""
     by_number = {t["trial"]: t for t in trials}
-    labels = [_label(c, knobs) for c in configs]
     fig = Figure(figsize=(9.5, 3.8), layout="constrained")
     axes = fig.subplots(1, 2)
-    accs = [c["val/acc mean"] for c in configs]
-    costs_shown = [
-        ("params", "parameters", True),
-        ("wall_time_s", "wall time per trial (s)", False),
-    ]
-    for ax, (key, label, log) in zip(axes, costs_shown, strict=True):
-        costs = [_mean(by_number, c["trials"], key) for c in configs]
+    for ax, (key, label, log) in zip(axes, COSTS, strict=True):
+        means = [(c, _mean(by_number, c["trials"], key)) for c in configs]
+        known = [(c, cost) for c, cost in means if cost is not None and (cost > 0 or not log)]
+        costs = [cost for _, cost in known]
+        accs = [c["val/acc mean"] for c, _ in known]
+        labels = [_label(c, knobs) for c, _ in known]
         ax.scatter(costs, accs, alpha=0.7, label="configuration")
         front = pareto_front(costs, accs)
         ax.plot([costs[i] for i in front], [accs[i] for i in front], "r.-", label="Pareto front")
@@ -129,9 +127,11 @@ def _short(value: str) -> str:
     return value if number.is_integer() or len(value) <= 6 else f"{number:.4g}"
 
 
-def _mean(by_number: dict[int, dict[str, Any]], numbers: str, key: str) -> float:
-    values = [float(by_number[int(n)][key]) for n in numbers.split()]
-    return sum(values) / len(values)
+def _mean(by_number: dict[int, dict[str, Any]], numbers: str, key: str) -> float | None:
+    """The trials' mean ``key``; None where none of them recorded it (a network without
+    parameters, a trial skipped on resume that never recorded its wall time)."""
+    values = [float(v) for n in numbers.split() if (v := by_number[int(n)].get(key)) is not None]
+    return sum(values) / len(values) if values else None
 
 
 def optuna_figures(sweep_dir: Path) -> dict[str, Figure]:

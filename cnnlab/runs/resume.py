@@ -165,10 +165,21 @@ log = logging.getLogger(__name__)
 ATTEMPT_FILES = ("result.json", "config.yaml", "checkpoints", "tensorboard")
 
 
-def relevant_overrides(overrides: list[str]) -> list[str]:
-    """Overrides that change what a trial computes (not where it writes, how many threads...)."""
-    excluded = set(HydraConfig.get().job.config.override_dirname.exclude_keys)
+def relevant_overrides(overrides: list[str], hydra: DictConfig) -> list[str]:
+    """Overrides that change what a trial computes (not where it writes, how many threads...):
+    those its ``hydra`` config does not leave out of trial names."""
+    excluded = set(hydra.job.config.override_dirname.exclude_keys)
     return sorted(o for o in overrides if override_key(o) not in excluded)
+
+
+def finished_trial(cfg: DictConfig) -> dict[str, Any] | None:
+    """The recorded result of a sweep trial (its config composed, ``hydra.job.num`` set) that
+    already finished with the same overrides; None if it has yet to finish."""
+    run_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+    record = read_result(run_dir)
+    if record and record.get("status") in DONE and _same_overrides(record, cfg.hydra):
+        return record
+    return None
 
 
 def resume_trial(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -181,7 +192,7 @@ def resume_trial(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     if not (resuming or requeued_by_slurm()):
         return None
     record = read_result(run_dir)
-    same = record is None or _same_overrides(record)
+    same = record is None or _same_overrides(record, HydraConfig.get())
     if record and record.get("status") in DONE and same:
         log.info("Resume: %s already %s (val/acc %s); skipped", run_dir, record["status"],
                  record["val/acc"])  # fmt: skip
@@ -214,9 +225,9 @@ def purge_step(step: int) -> int:
     return step + 1
 
 
-def _same_overrides(record: dict[str, Any]) -> bool:
-    now = list(HydraConfig.get().overrides.task)
-    return relevant_overrides(record.get("overrides", [])) == relevant_overrides(now)
+def _same_overrides(record: dict[str, Any], hydra: DictConfig) -> bool:
+    now = list(hydra.overrides.task)
+    return relevant_overrides(record.get("overrides", []), hydra) == relevant_overrides(now, hydra)
 
 
 def set_aside_earlier_attempt(run_dir: Path) -> None:

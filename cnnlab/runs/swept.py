@@ -14,7 +14,9 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from cnnlab.runs.checks import ConfigError
 
 MULTIRUN_FILE = "multirun.yaml"
 
@@ -28,13 +30,45 @@ def swept_keys(sweep_dir: Path) -> list[str] | None:
 def swept_overrides(sweep_dir: Path) -> dict[str, Override] | None:
     """The sweep's last definition of each knob it varies, by key (None: no definition)."""
     path = Path(sweep_dir) / MULTIRUN_FILE
-    if not path.is_file():
-        return None
-    hydra = OmegaConf.load(path).hydra
+    return swept_in(OmegaConf.load(path).hydra) if path.is_file() else None
+
+
+def swept_in(hydra: DictConfig) -> dict[str, Override]:
+    """A sweep's last definition of each knob it varies, from its ``hydra`` config node."""
     params = hydra.sweeper.get("params") or {}
     args = [f"{key}={value}" for key, value in params.items()] + list(hydra.overrides.task)
     last = {o.key_or_group: o for o in OverridesParser.create().parse_overrides(args)}
     return {key: override for key, override in last.items() if _varies(override)}
+
+
+def check_same_sweep(config: DictConfig) -> None:
+    """``resume=<sweep dir>`` finishes that sweep: a command that varies other knobs, or the
+    same knobs over other values, would mix two sweeps in one leaderboard (two "trial 2"s)."""
+    resume = config.get("resume")
+    if not resume or (saved := swept_overrides(Path(resume))) is None:
+        return
+    own, asked = values_of(saved), values_of(swept_in(config.hydra))
+    if own != asked:
+        differ = sorted(key for key in own.keys() | asked.keys() if own.get(key) != asked.get(key))
+        raise ConfigError(
+            f"resume={resume}: that sweep varies {_listed(own, differ)}, this command "
+            f"{_listed(asked, differ)}; "
+            "resume it with its own values (its resume command), or start a new sweep"
+        )
+
+
+def values_of(swept: dict[str, Override]) -> dict[str, str]:
+    """Each swept knob's values as text, each value once: what makes a sweep that sweep."""
+    return {
+        key: ",".join(dict.fromkeys(o.sweep_string_iterator()))
+        if o.is_discrete_sweep()
+        else o.input_line.split("=", 1)[1]  # interval(...), as written
+        for key, o in swept.items()
+    }
+
+
+def _listed(values: dict[str, str], keys: list[str]) -> str:
+    return " ".join(f"{key}={values[key]}" for key in keys if key in values) or "nothing"
 
 
 def _varies(override: Override) -> bool:
@@ -42,7 +76,7 @@ def _varies(override: Override) -> bool:
     if isinstance(value, IntervalSweep):
         return True
     if isinstance(value, ChoiceSweep | RangeSweep):
-        return len(list(override.sweep_string_iterator())) > 1
+        return len(set(override.sweep_string_iterator())) > 1  # 8,8 is one value
     return False
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from cnnlab.runs.resume import override_key
+
 REPLICA_KEYS = ("seed", "data.fold")  # overrides that make repeats of one configuration
 METRICS = ("val/acc", "test/acc", "val/loss", "test/loss")
 CSV_FILE = "leaderboard_configurations.csv"
@@ -20,11 +22,6 @@ COLUMNS = (
     *(f"{metric} {stat}" for metric in METRICS for stat in ("mean", "std")),
     "trials",
 )  # fmt: skip
-
-
-def override_key(override: str) -> str:
-    """``+trainer.x=1`` -> ``trainer.x``."""
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def values_of(overrides: str) -> dict[str, str]:

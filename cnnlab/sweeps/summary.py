@@ -1,14 +1,16 @@
-"""A Hydra callback that starts every sweep in a directory of its own and ends it with its
-leaderboard and an honest exit status.
+"""How every sweep starts in a directory of its own and ends with its leaderboard and an honest
+exit status.
 
-At the start, before anything is written: a SLURM sweep is checked with SLURM
-(``cnnlab.sweeps.slurm``); the sweep directory is claimed (an ``flock`` held for the sweep's
-life, as single runs hold theirs), and refused if another sweep uses it or if it already holds a
-sweep and this is not ``resume=`` of it; and a signal stops the whole sweep from then on
-(``cnnlab.sweeps.stop``). A failed trial records its error and returns, so the sweep goes on;
-once all trials are done, whatever the launcher, this callback writes and prints the
-leaderboard and exits 1 if any trial did not finish. Hydra catches ``Exception`` from
-callbacks (and only warns), so errors here leave through ``SystemExit``.
+At the start (``check_resume`` and ``start_sweep``, called by cnnlab's sweepers once every
+trial is checked, before anything is written): a resume must name an existing sweep and be
+that sweep's; a SLURM sweep is checked with SLURM (``cnnlab.sweeps.slurm``); the sweep directory
+is claimed (an ``flock`` held for the sweep's life, as single runs hold theirs), and refused if
+another sweep uses it or if it already holds a sweep and this is not ``resume=`` of it; and a
+signal stops the whole sweep from then on (``cnnlab.sweeps.stop``). A failed trial records its
+error and returns, so the sweep goes on; once all trials are done, whatever the launcher, the
+``SweepSummary`` callback writes and prints the leaderboard and exits 1 if any trial did not
+finish. Hydra catches ``Exception`` from callbacks (and only warns), so errors there leave
+through ``SystemExit``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from cnnlab.callbacks.sweep_stop import clear_stopping
-from cnnlab.errors import fail
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.run_dir import RunDirLock, claim_dir
-from cnnlab.runs.swept import MULTIRUN_FILE
+from cnnlab.runs.swept import MULTIRUN_FILE, check_same_sweep
 from cnnlab.sweeps.leaderboard import summarize, trial_dirs
 from cnnlab.sweeps.slurm import check_submission, is_slurm
 from cnnlab.sweeps.stop import end_of_sweep, stop_on_signals
@@ -34,20 +35,31 @@ from cnnlab.sweeps.stop import end_of_sweep, stop_on_signals
 HELD: list[RunDirLock | None] = []
 
 
+def start_sweep(config: DictConfig) -> None:
+    """What a sweeper does once its trials are checked, before it writes or submits anything:
+    check a SLURM sweep with SLURM, claim the sweep directory, and from then on stop the whole
+    sweep on a signal (``cnnlab.sweeps.stop``)."""
+    sweep_dir = Path(config.hydra.sweep.dir)
+    if is_slurm(config.hydra.launcher):  # first: asking SLURM writes nothing
+        check_submission(config.hydra.launcher)
+    HELD.append(claim_dir(sweep_dir, bool(config.get("resume")), "sweep",
+                          holds_a_sweep(sweep_dir)))  # fmt: skip
+    clear_stopping(sweep_dir)  # a stop that a killed sweep left behind
+    stop_on_signals(sweep_dir, config.hydra.launcher)
+    print(f"Sweep directory: {sweep_dir}", flush=True)
+
+
+def check_resume(config: DictConfig) -> None:
+    """``resume=<sweep dir>``: that directory exists and this command is that sweep's."""
+    resume = config.get("resume")
+    if resume and not Path(resume).is_dir():
+        raise ConfigError(f"resume={resume}: no such sweep directory")
+    check_same_sweep(config)
+
+
 class SweepSummary(Callback):
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        resume, sweep_dir = config.get("resume"), Path(config.hydra.sweep.dir)
-        if resume and not Path(resume).is_dir():
-            fail(ConfigError(f"resume={resume}: no such sweep directory"))
-        try:  # before the launcher makes the sweep directory or submits anything
-            if is_slurm(config.hydra.launcher):  # first: asking SLURM writes nothing
-                check_submission(config.hydra.launcher)
-            HELD.append(claim_dir(sweep_dir, bool(resume), "sweep", holds_a_sweep(sweep_dir)))
-        except ConfigError as e:
-            fail(e)
-        clear_stopping(sweep_dir)  # a stop that a killed sweep left behind
-        stop_on_signals(sweep_dir, config.hydra.launcher)
-        print(f"Sweep directory: {sweep_dir}", flush=True)
+    """Ends every sweep, whatever its sweeper and launcher (cnnlab's sweepers start it:
+    ``check_resume``, ``start_sweep``)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

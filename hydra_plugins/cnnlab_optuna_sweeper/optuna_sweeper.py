@@ -16,7 +16,9 @@ so ``resume=<sweep dir>`` continues it.
 A trial that a signal interrupted is not a failure: it is told nothing and stays RUNNING in
 the study, and no further trial is asked for (``cnnlab.sweeps.stop``). ``resume=<sweep dir>``
 launches every RUNNING trial again first, with its parameters and its number (so its own
-directory, where it continues from its checkpoint), then asks for new ones up to ``n_trials``.
+directory, where it continues from its checkpoint), then asks for new ones up to ``n_trials``,
+from a sampler seeded by ``seed`` + the trials the study holds (new points, not the first ones
+again). Before any trial trains, each knob's range is checked at its ends (``bounds``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ from cnnlab.callbacks.pruning import storage_url
 from cnnlab.callbacks.sweep_stop import stopping
 from cnnlab.runs.results import read_result
 from cnnlab.runs.swept import MULTIRUN_FILE
+from cnnlab.sweeps.plan import check_trials
 from cnnlab.sweeps.stop import in_process
+from cnnlab.sweeps.summary import check_resume, start_sweep
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,23 @@ def search_space(params: dict[str, str], arguments: list[str]) -> tuple[dict, li
     return space, fixed
 
 
+def bounds(space: dict[str, BaseDistribution], fixed: list[str]) -> list[list[str]]:
+    """Trials that take each knob to each end of its range (each choice of a categorical one),
+    the other knobs at their lower ends: checked before the search starts, so a range that
+    holds bad values (negative dropouts) is refused before any trial trains."""
+    ends = {key: _ends(dist) for key, dist in space.items()}
+    low = {key: values[0] for key, values in ends.items()}
+    points = [{**low, key: value} for key, values in ends.items() for value in values]
+    unique = {tuple(f"{k}={v}" for k, v in point.items()): None for point in points}
+    return [fixed + list(point) for point in unique] or [fixed]
+
+
+def _ends(dist: BaseDistribution) -> list:
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    return [dist.low, dist.high]
+
+
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
@@ -97,13 +118,21 @@ class OptunaSweeper(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        self.config = config
+        self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
     def sweep(self, arguments: list[str]) -> None:
         space, fixed = search_space(self.params, arguments)
+        check_resume(self.config)
+        print(f"Sweep: an Optuna search of {self.n_trials} trials, its space checked first",
+              flush=True)  # fmt: skip
+        compose = self.hydra_context.config_loader.load_sweep_config
+        check_trials(
+            bounds(space, fixed), lambda overrides: compose(self.config, overrides), self.config
+        )
+        start_sweep(self.config)
         self.sweep_dir = Path(self.config.hydra.sweep.dir)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / MULTIRUN_FILE)
@@ -160,15 +189,24 @@ class OptunaSweeper(Sweeper):
                     stop |= not tell(study, running.pop(future), future.result())
 
     def load_study(self, sweep_dir: Path) -> optuna.Study:
-        """Create the study, or load it to go on (its RUNNING trials are launched again)."""
+        """Create the study, or load it to go on (its RUNNING trials are launched again).
+
+        The sampler is seeded with ``seed`` + the trials the study already holds: a resumed
+        search goes on from where it stood, where the seed alone would draw its first trials'
+        points again (repeats that pass for reproducibility); the same command still proposes
+        the same trials."""
         self.launched: set[int] = set()  # trial numbers this sweep launched
-        return optuna.create_study(
+        study = optuna.create_study(
             study_name=self.study_name,
             storage=storage_url(self.storage, sweep_dir),
-            sampler=optuna.samplers.TPESampler(seed=self.seed),
             direction=self.direction,
             load_if_exists=True,
         )
+        held = len(study.trials)
+        study.sampler = optuna.samplers.TPESampler(
+            seed=None if self.seed is None else self.seed + held
+        )
+        return study
 
 
 def tell(study: optuna.Study, trial: Trial | FrozenTrial, job: JobReturn) -> bool:

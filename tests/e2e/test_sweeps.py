@@ -15,7 +15,7 @@ from cnnlab.perf.threads import threads_per_job
 from cnnlab.runs.resolvers import MAX_DIRNAME, short_dirname
 from tests.helpers import TINY, cli, leaderboard, read_only_copy, result_of, sweep_dir_of, trial_dir
 
-GRID = "model.kernel_size=3,5,7,30"  # 30 shrinks the 28x28 input to nothing: fails at start-up
+GRID = "optimizer.lr=0.001,0.002,0.003,1e10"  # 1e10: NaN loss, which only training finds
 
 
 @pytest.fixture(scope="module")
@@ -31,28 +31,27 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(grid_sweep):
     rows = leaderboard(sweep_dir)
     assert [r["status"] for r in rows] == ["finished"] * 3 + ["failed"]
     failed = rows[-1]
-    assert failed["trial"] == "3" and "model.kernel_size=30" in failed["error"]
+    assert failed["trial"] == "3" and "likely too high" in failed["error"]
     accs = [float(r["val/acc"]) for r in rows[:3]]
     assert accs == sorted(accs, reverse=True) and all(0.2 < a <= 1 for a in accs)
     for row in rows[:3]:  # the trials around the failure are intact and complete
         result = result_of(sweep_dir / row["dir"])
         assert result["status"] == "finished" and float(row["test/acc"]) == result["test/acc"]
         assert (sweep_dir / row["dir"] / "checkpoints" / "last.ckpt").is_file()
-    assert {r["params"] for r in rows[:3]} == {"297578", "209642", "139178"}  # 3 kernel sizes
     assert "| rank | trial | status | precision | val/acc" in done.stdout  # printed, written
     assert (sweep_dir / "leaderboard.md").read_text() in done.stdout
-    assert "cnnlab: error: trial 3 failed: model.kernel_size=30" in done.stderr
+    assert "cnnlab: error: trial 3 failed: " in done.stderr
 
 
 def test_every_trial_has_its_own_tensorboard_run_with_real_hparams(grid_sweep):
     sweep_dir, _ = grid_sweep
-    for num, kernel in [(0, 3), (1, 5), (2, 7)]:
+    for num, lr in [(0, "0.001"), (1, "0.002"), (2, "0.003")]:
         run = trial_dir(sweep_dir, num) / "tensorboard"
         events = EventAccumulator(str(run), size_guidance={"tensors": 0}).Reload()
         assert events.Scalars("hp/val_acc")[0].value == pytest.approx(
             result_of(run.parent)["val/acc"]
         )
-        assert f"model.kernel_size={kernel}" in result_of(run.parent)["overrides"]
+        assert f"optimizer.lr={lr}" in result_of(run.parent)["overrides"]
 
 
 def test_leaderboard_can_be_rebuilt_from_the_sweep_directory(grid_sweep, tmp_path):
@@ -101,7 +100,7 @@ def test_launchers_run_trials_in_other_processes_with_the_same_isolation(
     mnist_dir, tmp_path, launcher
 ):
     done = cli(
-        "cnnlab.train", "-m", f"launcher={launcher}", "model.kernel_size=3,30", *TINY,
+        "cnnlab.train", "-m", f"launcher={launcher}", "optimizer.lr=0.001,1e10", *TINY,
         output_dir=tmp_path,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]
@@ -115,7 +114,7 @@ def test_launchers_run_trials_in_other_processes_with_the_same_isolation(
 
 
 def test_optuna_search_tells_the_study_and_resumes_it(mnist_dir, tmp_path):
-    search = ["hparams_search=optuna", "model.kernel_size=3,30", *TINY]
+    search = ["hparams_search=optuna", "optimizer.lr=choice(0.001,0.002,1e10)", *TINY]
     first = cli("cnnlab.train", *search, "hydra.sweeper.n_trials=3", output_dir=tmp_path)
     assert first.returncode in (0, 1), first.stderr[-3000:]
     sweep_dir = sweep_dir_of(tmp_path)
@@ -127,7 +126,7 @@ def test_optuna_search_tells_the_study_and_resumes_it(mnist_dir, tmp_path):
             and "optimizer.lr=" in row["overrides"]
         )
         assert row["overrides"].count("model.filters=") == 1
-        assert (row["status"] == "failed") == ("model.kernel_size=30" in row["overrides"])
+        assert (row["status"] == "failed") == ("optimizer.lr=10000000000.0" in row["overrides"])
     again = cli("cnnlab.train", *search, "hydra.sweeper.n_trials=4", f"resume={sweep_dir}",
                 output_dir=tmp_path)  # fmt: skip
     assert again.returncode in (0, 1), again.stderr[-3000:]

@@ -35,3 +35,11 @@ def test_a_sweep_gets_knob_and_tradeoff_figures_and_no_optuna_ones(tmp_path):
     assert knobs.get_xlabel() == "model.filters"
     labels = [text.get_text() for text in figures["sweep_tradeoffs"].axes[0].texts]
     assert sorted(labels) == ["filters=16", "filters=32", "filters=64"]
+
+
+def test_trials_without_a_cost_are_left_off_the_tradeoffs_not_a_typeerror(tmp_path):
+    costless = [{**t, "params": None} if t["trial"] == 2 else t for t in TRIALS]
+    figures = sweep_figures(tmp_path, costless, configurations(costless), varied_knobs(costless))
+    by_params, by_time = figures["sweep_tradeoffs"].axes[:2]
+    assert sorted(t.get_text() for t in by_params.texts) == ["filters=16", "filters=64"]
+    assert len(by_time.texts) == 3
