@@ -23,6 +23,17 @@ def say(message: str, label: str = "error") -> None:
     print(f"cnnlab: {label}: {message}", file=sys.stderr, flush=True)
 
 
+WRAPPERS = ("InstantiationException", "InterpolationResolutionError")  # Hydra's, OmegaConf's
+
+
+def cnnlab_cause(exc: BaseException) -> CnnlabError | None:
+    """The CnnlabError that Hydra's and OmegaConf's wrappers (nested: an instantiation that
+    resolves an interpolation) were raised from, if any."""
+    while type(exc).__name__ in WRAPPERS and (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__  # OmegaConf raises its wrapper without "from"
+    return exc if isinstance(exc, CnnlabError) else None
+
+
 def fail(exc: BaseException) -> NoReturn:
     """Say ``exc`` in one line and exit with its code."""
     say(one_line(exc))
@@ -37,10 +48,10 @@ def one_line(exc: BaseException) -> str:
     and OmegaConf's messages spread one sentence over lines (joined here); anyone else's run to
     pages (torch's), so only their first line is kept.
     """
+    if (ours := cnnlab_cause(exc)) is not None:
+        return str(ours)  # a constructor's or a resolver's (data=folder's) own line
     cause = exc.__cause__
     if type(exc).__name__ == "InstantiationException" and cause is not None:
-        if isinstance(cause, CnnlabError):
-            return str(cause)
         key = re.search(r"full_key: (\S+)", str(exc))
         return f"{key.group(1) if key else 'config'}: {one_line(cause)}"
     text = str(exc).strip()
@@ -56,6 +67,7 @@ def one_line(exc: BaseException) -> str:
 def exit_code(exc: BaseException) -> int:
     """2 for bad input (config, files), 1 for everything else."""
     cause = exc.__cause__ if type(exc).__name__ == "InstantiationException" else None
+    cause = cnnlab_cause(exc) or cause
     if isinstance(exc, CnnlabError) or cause is not None:
         return getattr(cause or exc, "exit_code", 2)
     return 1

@@ -129,7 +129,9 @@ MNIST_NAMES = list(OmegaConf.load(ROOT / "conf" / "data" / "mnist.yaml").class_n
 
 
 def mnist_data(data_dir: Path | str, **settings: object) -> ImageDataModule:
-    """The general DataModule on MNIST, as ``conf/data/mnist.yaml`` describes it."""
+    """The general DataModule on MNIST, as ``conf/data/mnist.yaml`` describes it (its hold-out:
+    5000 images)."""
+    settings = {"val_size": 5000, **settings}
     return ImageDataModule(str(data_dir), MNIST(), 1, 28, 10, MNIST_NAMES, **settings)
 
 

@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
-from cnnlab.data.digits import SIZE, load_digit, read_image
+from cnnlab.data.decode import decode
+from cnnlab.data.digits import SIZE, load_digit
 from cnnlab.errors import CnnlabError
 
 RECIPES = ("digit", "resize")
@@ -75,10 +74,8 @@ class Preparation:
         return F.resize(images, [self.height, self.width], antialias=True)
 
     def load(self, path: Path, invert: object = "auto") -> Tensor:
-        """One file as the network's input: ImageFileError names the file if it can't be used."""
+        """One file as the network's input, decoded and resized as a folder's images are for
+        training (``cnnlab.data.decode``); ImageFileError names the file if it can't be used."""
         if self.recipe == "digit":
             return load_digit(path, invert)
-        image = read_image(path, "L" if self.channels == 1 else "RGB")
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
-        pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
-        return self.resize(pixels).float() * self.scale
+        return self.resize(decode(path, self.channels)).float() * self.scale

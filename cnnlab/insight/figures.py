@@ -35,6 +35,7 @@ from cnnlab.insight.plots import (
     feature_maps_figure,
     filters_figure,
     image_grid,
+    pixels,
 )
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ class Figures(L.Callback):
         images, labels = images[: self.num_images].cpu(), labels[: self.num_images].cpu()
         names = [pl_module.class_names[i] for i in labels]
         title = "Training samples (the lesson's plt.imshow + plt.colorbar)"
-        grid = image_grid(images[:, 0].numpy(), names, None, title, colorbar=True, cmap="viridis")
+        shown = pixels(images.float().numpy())
+        grid = image_grid(shown, names, None, title, colorbar=True, cmap="viridis")
         self._publish(trainer, "train_samples", grid)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -174,7 +176,7 @@ class Figures(L.Callback):
             wrong = f"\n({names[label]})" if pred != label else ""
             titles.append(f"{names[pred]} {p:.0%}{wrong}")
             colours.append(WRONG if wrong else RIGHT)
-        return image_grid(images[:, 0].numpy(), titles, colours, title)
+        return image_grid(pixels(images.float().numpy()), titles, colours, title)
 
     def _draw_network(
         self, trainer: L.Trainer, pl_module: L.LightningModule, image: Tensor
@@ -189,7 +191,7 @@ class Figures(L.Callback):
         self._publish(trainer, "conv1_filters", filters_figure(weight, name))
         stages = feature_stages(pl_module.net, image.to(pl_module.device))
         stages_np = [(n, maps.cpu().numpy()) for n, maps in stages]
-        maps = feature_maps_figure(image[0].numpy(), stages_np, self.channels)
+        maps = feature_maps_figure(pixels(image.float().numpy()), stages_np, self.channels)
         self._publish(trainer, "feature_maps", maps)
 
     def _publish(self, trainer: L.Trainer, name: str, fig: Figure) -> None:

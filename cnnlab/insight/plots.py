@@ -27,6 +27,14 @@ def _grid(count: int, cols: int, cell: float = 1.6, title: str = "") -> tuple[Fi
     return fig, list(axes[:count])
 
 
+def pixels(images: np.ndarray) -> np.ndarray:
+    """Images (..., C, H, W) as imshow draws them: (..., H, W) grey, or (..., H, W, 3) colour
+    (clipped: an augmented colour image may stray outside [0, 1])."""
+    if images.shape[-3] == 1:
+        return images[..., 0, :, :]
+    return np.clip(np.moveaxis(images[..., :3, :, :], -3, -1), 0, 1)
+
+
 def image_grid(
     images: np.ndarray,
     titles: Sequence[str],
@@ -35,12 +43,13 @@ def image_grid(
     colorbar: bool = False,
     cmap: str = "gray",
 ) -> Figure:
-    """Images (N, H, W) with a title each, optionally coloured (right/wrong) and a colour bar."""
+    """Images (N, H, W), or colour ones (N, H, W, 3), with a title each, optionally coloured
+    (right/wrong) and, for grey images, a colour bar."""
     fig, axes = _grid(len(images), cols=int(np.ceil(np.sqrt(len(images)))), title=title)
     for i, (ax, image, text) in enumerate(zip(axes, images, titles, strict=True)):
         shown = ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
         ax.set_title(text, fontsize=8, color=colours[i] if colours else "black")
-    if colorbar and axes:
+    if colorbar and axes and images.ndim == 3:  # a colour bar means nothing beside RGB
         fig.colorbar(shown, ax=axes, shrink=0.6, label="pixel value (/255)")
     return fig
 

@@ -92,13 +92,23 @@ def hints_of(target: object) -> dict[str, object] | None:
         return typing.get_type_hints(target)
     init = target.__init__ if isinstance(target, type) else target
     params = inspect.signature(init).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):  # forwarded to the base class, or any
+        base = target.__mro__[1] if isinstance(target, type) else object
+        if base is object:
+            return None
+        hints = hints_of(base)
+        return None if hints is None else {**hints, **own_hints(init, params)}
+    return own_hints(init, params)
+
+
+def own_hints(init: object, params: typing.Iterable[inspect.Parameter]) -> dict[str, object]:
+    """The named parameters of ``init`` and their type hints."""
     try:
         hints = typing.get_type_hints(init)
     except (NameError, TypeError):  # annotations that do not resolve: names still count
         hints = {}
-    return {p.name: hints.get(p.name, object) for p in params if p.name != "self"}
+    named = (p for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+    return {p.name: hints.get(p.name, object) for p in named if p.name != "self"}
 
 
 def check_types(node: Mapping, prefix: str, hints: dict[str, object] | None) -> None:

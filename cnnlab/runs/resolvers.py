@@ -4,6 +4,7 @@
 ``cnnlab.threads_per_job``: the per-trial thread cap for a launcher's job count.
 ``cnnlab.dirname``: a sweep trial's overrides as a directory name that fits file systems.
 ``cnnlab.trial_name``: a sweep trial's directory name: its values of the swept knobs only.
+``cnnlab.folder``: what a folder of images says of itself (``conf/data/folder.yaml``).
 """
 
 import hashlib
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from cnnlab.data.scan import inferred
 from cnnlab.perf.threads import threads_per_job
 from cnnlab.runs.swept import trial_name
 
@@ -41,3 +43,6 @@ OmegaConf.register_new_resolver(
 OmegaConf.register_new_resolver("cnnlab.threads_per_job", threads_per_job, replace=True)
 OmegaConf.register_new_resolver("cnnlab.dirname", short_dirname, replace=True)
 OmegaConf.register_new_resolver("cnnlab.trial_name", trial_dirname, replace=True)
+OmegaConf.register_new_resolver(
+    "cnnlab.folder", lambda fact, root, test_root: inferred(root, test_root)[fact], replace=True
+)

@@ -137,6 +137,8 @@ def fit_and_test(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
             model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path, weights_only=True
         )
     record: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
+    if skipped := getattr(parts.datamodule, "skipped", 0):  # a folder's unreadable images
+        record["skipped_images"] = skipped
     best = next((c.best for c in parts.callbacks if isinstance(c, BestMetrics)), {})
     record.update(
         {k: best.get(k) for k in METRICS if k.startswith("val/")}, best_epoch=best.get("epoch")

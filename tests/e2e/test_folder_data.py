@@ -1,0 +1,63 @@
+"""``data=folder``: real MNIST digits written as PNG class folders, with the odd files a learner's
+folder holds, train through the real CLI; the second run reads the decoded cache; bad roots are
+one line."""
+
+import json
+import subprocess
+import sys
+
+from torchvision.datasets import ImageFolder
+
+from cnnlab.data.mnist import MNIST
+from cnnlab.data.scan import scan
+from tests.helpers import cli_env
+from tests.image_folders import add_odd_files, write_folder
+
+RUN = ["data=folder", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "print_config=false"]
+
+
+def train(tmp_path, *overrides):
+    command = [sys.executable, "-m", "cnnlab.train", *RUN, *overrides]
+    env = cli_env(tmp_path / "out")
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_scan_keeps_imagefolders_order_and_leaves_odd_files_out(tmp_path, mnist_dir, capsys):
+    write_folder(tmp_path / "digits", MNIST(), 3)
+    clean = [path for path, _ in ImageFolder(str(tmp_path / "digits")).samples]
+    odd = add_odd_files(tmp_path / "digits")
+    train, _ = scan(str(tmp_path / "digits"), None)
+    kept = [str(p) for p in train.paths if "digits/0/0" in str(p) or "/0/" not in str(p)]
+    assert kept == clean
+    assert str(odd["text"]) in capsys.readouterr().err
+
+
+def test_a_folder_trains_then_trains_from_its_cache(tmp_path, mnist_dir):
+    write_folder(tmp_path / "digits", MNIST(), 12)
+    add_odd_files(tmp_path / "digits")
+    cache = f"paths.data_dir={tmp_path / 'cache'}"
+    first = train(
+        tmp_path, f"data.root={tmp_path / 'digits'}", cache, f"hydra.run.dir={tmp_path / 'a'}"
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "notes.txt: not an image file" in first.stderr
+    assert "truncated.png: unreadable image" in first.stderr
+    assert "images in memory" in first.stderr and "decoded in" in first.stderr
+    result = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert result["status"] == "finished" and result["skipped_images"] == 1
+    second = train(
+        tmp_path,
+        f"data.root={tmp_path / 'digits'}",
+        cache,
+        f"hydra.run.dir={tmp_path / 'b'}",
+        "data.in_memory=false",
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "streamed by 2 workers (data.in_memory=false)" in second.stderr
+
+
+def test_a_missing_root_is_one_line(tmp_path):
+    done = train(tmp_path, f"data.root={tmp_path / 'nowhere'}")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("cnnlab: error:")
+    assert "no such folder" in done.stderr
