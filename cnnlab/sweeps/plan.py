@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
@@ -21,6 +20,7 @@ from omegaconf import DictConfig
 
 from cnnlab.errors import one_line
 from cnnlab.runs.checks import ConfigError, check_config
+from cnnlab.runs.network import check_network
 from cnnlab.runs.training import resolve_trainer_precision
 
 Compose = Callable[[list[str]], DictConfig]  # a trial's overrides -> its composed config
@@ -79,12 +79,9 @@ def check_trials(trials: list[list[str]], compose: Compose, sweep: DictConfig) -
 
 def check_trial(cfg: DictConfig) -> None:
     """One trial's composed config, checked as its run will check it at start-up (types,
-    values, the data's and the network's own range checks), without data or real weights:
-    the network is built on the meta device."""
+    values, the data's own range checks, then the network built and run on two blank images
+    against the data's shape and classes: ``check_network``), without loading data."""
     resolve_trainer_precision(cfg)
     check_config(cfg)
     instantiate(cfg.data)  # its own range checks; loads nothing
-    with torch.device("meta"):
-        instantiate(cfg.model)
-    # cnnlab.runs.network.check_network(cfg) (the network's forward and output shape) goes
-    # here, the one place every trial of every sweep is checked
+    check_network(cfg)
