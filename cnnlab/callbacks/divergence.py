@@ -8,6 +8,10 @@ last.ckpt). Small tensor ops are dear inside a training step (docs/speed.md): th
 cost more than the rest of this callback.
 Lightning's alternatives are slower (``detect_anomaly``) or epoch-level on a logged metric only
 (``EarlyStopping(check_finite=True)``).
+
+A network can be finite in training and NaN in eval mode (dropout and batch norm switched), so
+the validation and test losses are checked too, at the end of each pass: before ModelCheckpoint
+(Lightning runs checkpoint callbacks last) can keep such a model as the best.
 """
 
 from __future__ import annotations
@@ -53,9 +57,21 @@ class StopOnNonFiniteLoss(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._check(trainer, pl_module)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            check_eval_loss(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        check_eval_loss(trainer, pl_module, "test")
+
     def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         losses = torch.cat([loss.reshape(-1) for loss in self._losses]) if self._losses else None
         if losses is not None and not bool(torch.isfinite(losses).all()):
+            if self._since_step == 0 and trainer.ckpt_path is None and not losses[0].isfinite():
+                raise TrainingDiverged(  # no update has happened yet: the lr is not to blame
+                    f"the first training step's loss is NaN or infinite, before any update: "
+                    f"{network_name(pl_module)}'s output is not finite on the data"
+                )
             lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
             step, epoch = trainer.global_step, trainer.current_epoch
             raise TrainingDiverged(
@@ -64,3 +80,19 @@ class StopOnNonFiniteLoss(L.Callback):
                 f"optimizer.lr={lr} is likely too high. Checkpoints saved before are kept."
             )
         self._losses, self._since_step = [], trainer.global_step
+
+
+def network_name(pl_module: L.LightningModule) -> str:
+    """The network's class as its ``model._target_`` names it."""
+    net = getattr(pl_module, "net", pl_module)
+    return f"model._target_={type(net).__module__}.{type(net).__qualname__}"
+
+
+def check_eval_loss(trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+    """TrainingDiverged if the pass's loss (``val/loss``, ``test/loss``) is NaN or infinite."""
+    loss = trainer.callback_metrics.get(f"{split}/loss")
+    if loss is not None and not bool(torch.isfinite(loss)):
+        raise TrainingDiverged(
+            f"the {split} loss is {float(loss)}: {network_name(pl_module)}'s output in eval "
+            f"mode (dropout and batch norm as in inference) is not finite"
+        )

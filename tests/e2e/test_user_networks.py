@@ -1,6 +1,6 @@
-"""A user's network and its mistakes (issue 33, cases 6-8): each mistake is one line, exit 2,
-before the run claims its directory, which then takes the corrected command; lazy networks
-train."""
+"""A user's network and its mistakes: each mistake is one line, exit 2, before the run claims
+its directory, which then takes the corrected command; lazy networks train; a network whose
+output is not finite fails its run with one line that blames the network."""
 
 import textwrap
 
@@ -30,6 +30,19 @@ class NotAModule:
 class NoParams(nn.Module):
     def forward(self, x):
         return x.flatten(1)[:, :10]
+
+
+class EvalNaN(Tiny):
+    # finite while training, NaN in eval mode (as a broken dropout or batch norm can be)
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if self.training else out * float("nan")
+
+
+class NaNOut(Tiny):
+    def forward(self, x):
+        return super().forward(x) * float("nan")
 
 
 class Lazy(nn.Module):
@@ -74,3 +87,24 @@ def test_each_mistake_is_one_line_and_the_directory_then_trains_a_lazy_network(
                f"hydra.run.dir={run_dir}", output_dir=tmp_path, **env)  # fmt: skip
     assert lazy.returncode == 0, lazy.stderr[-2000:]
     assert result_of(run_dir)["status"] == "finished"
+
+
+@pytest.mark.parametrize(
+    ("net", "said"),
+    [
+        ("EvalNaN", "the val loss is nan: model._target_=mynets.EvalNaN's output in eval mode"),
+        ("NaNOut", "the first training step's loss is NaN or infinite, before any update: "
+                   "model._target_=mynets.NaNOut's output is not finite"),
+    ],
+)  # fmt: skip
+def test_a_network_whose_output_is_not_finite_fails_its_run_naming_it(
+    mnist_dir, tmp_path, env, net, said
+):
+    run_dir = tmp_path / "run"
+    done = cli("cnnlab.train", "model=custom", f"model._target_=mynets.{net}", *QUICK,
+               f"hydra.run.dir={run_dir}", output_dir=tmp_path, **env)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert lines[-1].startswith(f"cnnlab: error: {said}"), lines[-1]
+    assert result_of(run_dir)["status"] == "failed"
+    assert "lr" not in lines[-1]
