@@ -88,6 +88,24 @@ def _stop_workers(sweep_dir: Path) -> Handler:
     return handler
 
 
+def write_final_leaderboard(sweep_dir: Path, write: Callable[[Path], int] = summarize) -> int:
+    """Every trial has returned: ``write`` the leaderboard (``summarize``) whatever signal comes,
+    since none has a trial left to stop. A signal that comes meanwhile is held, not raised (the
+    sweep's handler would report unfinished trials that are not there), and reported after the
+    leaderboard is whole: one line, exit 128 + its number. The holding handler stays for the
+    few moments the process has left, so a second Ctrl-C cannot kill it without its line."""
+    held: list[int] = []
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda signum, frame: held.append(signum))
+    status = write(sweep_dir)
+    if held:
+        name = signal.Signals(held[0]).name
+        say(f"{name} while the sweep's leaderboard was written: every trial had returned, "
+            f"and the leaderboard is complete", "interrupted")  # fmt: skip
+        sys.exit(128 + held[0])
+    return status
+
+
 def end_of_sweep(sweep_dir: Path) -> None:
     """After Hydra's loop: a sweep that a signal stopped ends as ``end_interrupted`` says."""
     if (signum := stopping(sweep_dir)) is not None:

@@ -26,9 +26,9 @@ from cnnlab.callbacks.sweep_stop import clear_stopping
 from cnnlab.runs.checks import ConfigError
 from cnnlab.runs.run_dir import RunDirLock, claim_dir
 from cnnlab.runs.swept import MULTIRUN_FILE, check_same_sweep
-from cnnlab.sweeps.leaderboard import summarize, trial_dirs
+from cnnlab.sweeps.leaderboard import trial_dirs
 from cnnlab.sweeps.slurm import check_submission, is_slurm
-from cnnlab.sweeps.stop import end_of_sweep, stop_on_signals
+from cnnlab.sweeps.stop import end_of_sweep, stop_on_signals, write_final_leaderboard
 
 # The sweep directory's lock, held for the process's life; not on the callback, which Hydra's
 # joblib launcher pickles to its workers along with the config.
@@ -64,7 +64,7 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         end_of_sweep(sweep_dir)  # a sweep a signal stopped exits there
-        status = summarize(sweep_dir)
+        status = write_final_leaderboard(sweep_dir)
         if status:
             sys.exit(status)
 
