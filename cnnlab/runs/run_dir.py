@@ -45,7 +45,10 @@ def claim_dir(path: Path, resuming: bool, kind: str, holds_one: bool) -> RunDirL
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
+    except (FileExistsError, NotADirectoryError):  # it, or a folder above it, is a file
+        file = next(p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+        raise ConfigError(f"{key}: {file} is a file, not a directory") from None
+    except OSError:  # the writes that follow name what cannot be written
         return None
     if not os.access(path, os.W_OK):
         os.close(fd)

@@ -78,3 +78,13 @@ def test_a_resumed_optuna_search_draws_new_points(mnist_dir, tmp_path):
                               storage=f"sqlite:///{sweep_dir}/optuna.db")  # fmt: skip
     dropouts = [t.params["model.dropout"] for t in study.trials]
     assert len(dropouts) == 4 and len(set(dropouts)) == 4  # not the first two again
+
+
+def test_a_directory_that_is_a_file_is_one_line_for_a_run_and_a_sweep(mnist_dir, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    run = [f"hydra.run.dir={tmp_path / 'afile' / 'run'}"]
+    sweep = ["-m", "model.filters=8,16", f"hydra.sweep.dir={tmp_path / 'afile'}"]
+    for args in (run, sweep):
+        done = cli("cnnlab.train", *args, *TINY[1:], output_dir=tmp_path)
+        refused(done, f"{tmp_path / 'afile'} is a file, not a directory")
+    assert (tmp_path / "afile").read_text() == "mine"
