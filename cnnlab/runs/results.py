@@ -34,8 +34,8 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
 
 def earlier_wall_time(run_dir: Path, ckpt_path: str | None) -> float:
     """The seconds the attempts before this one spent on the run that ``ckpt_path`` continues:
-    a resumed run's wall_time_s counts the whole training, not only the part after the stop
-    (issue 33 case 9). 0 for a fresh run, or a checkpoint from elsewhere."""
+    a resumed run's wall_time_s counts the whole training, not only the part after the stop.
+    0 for a fresh run, or a checkpoint from elsewhere."""
     record = read_result(run_dir) if ckpt_path else None
     inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(
         Path(run_dir).resolve()

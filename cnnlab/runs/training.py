@@ -203,7 +203,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if sweep_dir and (signum := stopping(sweep_dir)) is not None:  # dispatched as it stopped
         return {"status": "interrupted", "exit_code": 128 + signum, "run_dir": str(run_dir),
                 "error": "not started: the sweep was stopping"}  # fmt: skip
-    started = time.perf_counter() - earlier_wall_time(run_dir, cfg.ckpt_path)
+    started = time.perf_counter()
     record: dict[str, Any] = {
         "status": "failed",
         "overrides": list(HydraConfig.get().overrides.task),
@@ -213,6 +213,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         with signals_stop_the_run(run_dir):
             if (finished := resume_trial(cfg, run_dir)) is not None:
                 return {**finished, "skipped": True}
+            started -= earlier_wall_time(run_dir, cfg.ckpt_path)  # resume_trial may set it
             if cfg.ckpt_path:
                 record["continued_from"] = str(cfg.ckpt_path)
             parts = build(cfg)  # checked before anything is printed or written

@@ -92,6 +92,7 @@ def test_a_signal_stops_the_whole_sweep_and_its_resume_finishes_it(mnist_dir, tm
     assert resumed["continued_from"] == str(
         trial_dir(sweep_dir, 0) / "checkpoints/interrupted.ckpt"
     )
+    assert resumed["wall_time_s"] > first["wall_time_s"]  # the whole training, both parts
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
