@@ -5,6 +5,7 @@ output is not finite fails its run with one line that blames the network."""
 import textwrap
 
 import pytest
+from PIL import Image
 
 from tests.helpers import cli, result_of
 
@@ -108,3 +109,24 @@ def test_a_network_whose_output_is_not_finite_fails_its_run_naming_it(
     assert lines[-1].startswith(f"cnnlab: error: {said}"), lines[-1]
     assert result_of(run_dir)["status"] == "failed"
     assert "lr" not in lines[-1]
+
+
+def test_a_run_whose_module_is_gone_is_one_line_in_evaluate_predict_and_resume(
+    mnist_dir, tmp_path, env
+):
+    sweep_dir = tmp_path / "sweep"
+    sweep = ["-m", "model=custom", "model._target_=mynets.Tiny", "+model.classes=10", *QUICK]
+    done = cli("cnnlab.train", *sweep, f"hydra.sweep.dir={sweep_dir}", output_dir=tmp_path, **env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (trial,) = [d for d in sweep_dir.iterdir() if (d / "result.json").is_file()]
+    digit = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(digit)
+    for command in (
+        ["cnnlab.evaluate", f"ckpt_path='{trial}'"],  # quoted: a trial's name holds = and ,
+        ["cnnlab.predict", f"ckpt_path='{trial}'", f"images={digit}"],
+        ["cnnlab.train", *sweep, f"resume={sweep_dir}"],
+    ):  # without PYTHONPATH: the user's module cannot be imported
+        gone = cli(*command, output_dir=tmp_path)
+        lines = gone.stderr.strip().splitlines()
+        assert gone.returncode == 2 and len(lines) == 1, gone.stderr[-2000:]
+        assert lines[0].startswith("cnnlab: error: ") and "no module named mynets " in lines[0]
