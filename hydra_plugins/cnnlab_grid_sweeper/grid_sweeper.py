@@ -17,9 +17,6 @@ from __future__ import annotations
 from itertools import groupby
 from pathlib import Path
 
-from hydra.core.plugins import Plugins
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from cnnlab.runs.resume import finished_trial
@@ -27,22 +24,15 @@ from cnnlab.runs.swept import MULTIRUN_FILE
 from cnnlab.runs.training import report
 from cnnlab.sweeps.plan import check_size, check_trials, grid
 from cnnlab.sweeps.summary import check_resume, start_sweep
+from cnnlab.sweeps.sweeper import LaunchingSweeper
 
 
-class GridSweeper(Sweeper):
+class GridSweeper(LaunchingSweeper):
     def __init__(
         self, max_trials: int, max_batch_size: int | None, params: DictConfig | None
     ) -> None:
         self.max_trials, self.max_batch_size = max_trials, max_batch_size
         self.params = OmegaConf.to_container(params, resolve=True) if params else {}
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config, self.hydra_context = config, hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: list[str]) -> list:
         trials = grid(self.params, arguments)

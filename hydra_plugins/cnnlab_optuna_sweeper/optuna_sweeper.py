@@ -30,10 +30,7 @@ from pathlib import Path
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
@@ -50,6 +47,7 @@ from cnnlab.runs.swept import MULTIRUN_FILE
 from cnnlab.sweeps.plan import check_trials
 from cnnlab.sweeps.stop import in_process
 from cnnlab.sweeps.summary import check_resume, start_sweep
+from cnnlab.sweeps.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +98,7 @@ def _ends(dist: BaseDistribution) -> list:
     return [dist.low, dist.high]
 
 
-class OptunaSweeper(Sweeper):
+class OptunaSweeper(LaunchingSweeper):
     def __init__(
         self,
         n_trials: int,
@@ -114,14 +112,6 @@ class OptunaSweeper(Sweeper):
         self.n_trials, self.n_jobs, self.direction = n_trials, n_jobs, direction
         self.study_name, self.storage, self.seed = study_name, storage, seed
         self.params = OmegaConf.to_container(params, resolve=True) if params else {}
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config, self.hydra_context = config, hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: list[str]) -> None:
         space, fixed = search_space(self.params, arguments)
