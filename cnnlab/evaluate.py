@@ -1,6 +1,7 @@
 """``python -m cnnlab.evaluate ckpt_path=<checkpoint or run dir>``: Keras' ``model.evaluate``.
 
-Prints test loss and accuracy (the lesson's two lines) and the accuracy of every class.
+Prints test loss and accuracy (the lesson's two lines) and the accuracy of every class, on the
+checkpoint's test set or, with ``data.test_root=<dir>``, on another folder of its classes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import cnnlab.runs.resolvers  # noqa: F401  (registers ${cnnlab.root:})
+from cnnlab.data.scan import class_folders
 from cnnlab.errors import CnnlabError
 from cnnlab.perf.precision import resolve_precision
 from cnnlab.runs.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
@@ -43,8 +45,31 @@ def trained_precision(ckpt: Path) -> str:
 
 def test_data(trained: dict[str, Any], cfg: DictConfig) -> L.LightningDataModule:
     """The checkpoint's own dataset, read from this machine's data directory (the run may have
-    been trained elsewhere)."""
-    return instantiate({**trained["data"], "data_dir": cfg.paths.data_dir})
+    been trained elsewhere); its test set ``data.test_root`` when given."""
+    data = {**trained["data"], "data_dir": cfg.paths.data_dir}
+    if cfg.data.test_root is not None:
+        test_root = str(cfg.data.test_root)
+        check_test_root(test_root, data)
+        data["test_root"] = test_root
+        data["images"] = {**data["images"], "test_root": test_root}
+    return instantiate(data)
+
+
+def check_test_root(test_root: str, data: dict[str, Any]) -> None:
+    """A new test folder must hold the checkpoint's classes only: the network has no output for
+    another (training warns and leaves such a class out; here its images are the point)."""
+    if "test_root" not in data:
+        raise CnnlabError(
+            f"data.test_root={test_root}: the checkpoint was trained on "
+            f"{data['images']['_target_']}, not a folder (data=folder); evaluate it on its own "
+            "test set"
+        )
+    classes = class_folders(Path(test_root), "data.test_root")
+    if unknown := [name for name in classes if name not in data["class_names"]]:
+        raise CnnlabError(
+            f"data.test_root={test_root}: class folders {', '.join(unknown)} are not among the "
+            f"checkpoint's classes ({', '.join(data['class_names'])})"
+        )
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -61,3 +61,26 @@ def test_a_missing_root_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("cnnlab: error:")
     assert "no such folder" in done.stderr
+
+
+def test_evaluate_tests_a_trained_model_on_another_folder(tmp_path, mnist_dir):
+    write_folder(tmp_path / "digits", MNIST(), 12)
+    write_folder(tmp_path / "new", MNIST(), 5, start=5000)
+    (tmp_path / "new" / "3" / "notes.txt").write_text("not an image\n")
+    done = train(tmp_path, f"data.root={tmp_path / 'digits'}", f"hydra.run.dir={tmp_path / 'a'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = tmp_path / "eval.json"
+    env = cli_env(tmp_path / "out")
+    evaluate = [sys.executable, "-m", "cnnlab.evaluate", f"ckpt_path={tmp_path / 'a'}"]
+    new = subprocess.run([*evaluate, f"data.test_root={tmp_path / 'new'}", f"json={report}"],
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert new.returncode == 0, new.stderr[-2000:]
+    assert f"{tmp_path / 'new' / '3' / 'notes.txt'}: not an image file" in new.stderr
+    assert 0 <= json.loads(report.read_text())["test/acc"] <= 1
+    (tmp_path / "other" / "3").mkdir(parents=True)
+    (tmp_path / "other" / "cat").mkdir()
+    unknown = subprocess.run([*evaluate, f"data.test_root={tmp_path / 'other'}"],
+                             env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [unknown.stderr.strip()]
+    assert unknown.stderr.startswith("cnnlab: error: data.test_root=") and "cat" in unknown.stderr
