@@ -3,9 +3,12 @@ folder holds, train through the real CLI; the second run reads the decoded cache
 one line."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from torchvision.datasets import ImageFolder
 
 from cnnlab.data.mnist import MNIST
@@ -66,17 +69,29 @@ def test_a_missing_root_is_one_line(tmp_path):
 def test_evaluate_tests_a_trained_model_on_another_folder(tmp_path, mnist_dir):
     write_folder(tmp_path / "digits", MNIST(), 12)
     write_folder(tmp_path / "new", MNIST(), 5, start=5000)
+    for folder in (tmp_path / "new").iterdir():  # two of the ten classes: labels are the ckpt's
+        if folder.name not in ("3", "7"):
+            shutil.rmtree(folder)
     (tmp_path / "new" / "3" / "notes.txt").write_text("not an image\n")
-    done = train(tmp_path, f"data.root={tmp_path / 'digits'}", f"hydra.run.dir={tmp_path / 'a'}")
+    cache, run_dir = f"paths.data_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'a'}"
+    fp32 = "trainer.precision=32-true"  # predict's: so evaluate and predict agree exactly
+    done = train(tmp_path, f"data.root={tmp_path / 'digits'}", run_dir, cache, fp32)
     assert done.returncode == 0, done.stderr[-2000:]
     report = tmp_path / "eval.json"
     env = cli_env(tmp_path / "out")
-    evaluate = [sys.executable, "-m", "cnnlab.evaluate", f"ckpt_path={tmp_path / 'a'}"]
+    evaluate = [sys.executable, "-m", "cnnlab.evaluate", f"ckpt_path={tmp_path / 'a'}", cache]
     new = subprocess.run([*evaluate, f"data.test_root={tmp_path / 'new'}", f"json={report}"],
                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert new.returncode == 0, new.stderr[-2000:]
     assert f"{tmp_path / 'new' / '3' / 'notes.txt'}: not an image file" in new.stderr
-    assert 0 <= json.loads(report.read_text())["test/acc"] <= 1
+    files = [f"images=[{tmp_path / 'new' / '3'},{tmp_path / 'new' / '7'}]"]
+    predict = [sys.executable, "-m", "cnnlab.predict", f"ckpt_path={tmp_path / 'a'}", *files]
+    predicted = subprocess.run([*predict, f"json={tmp_path / 'p.json'}"],
+                               env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    tops = json.loads((tmp_path / "p.json").read_text())["predictions"]
+    right = [Path(p["image"]).parent.name == p["top"][0]["class"] for p in tops]
+    assert predicted.returncode == 0 and len(right) == 10, predicted.stderr[-2000:]
+    assert json.loads(report.read_text())["test/acc"] == pytest.approx(sum(right) / 10)
     (tmp_path / "other" / "3").mkdir(parents=True)
     (tmp_path / "other" / "cat").mkdir()
     unknown = subprocess.run([*evaluate, f"data.test_root={tmp_path / 'other'}"],

@@ -79,8 +79,14 @@ def test_a_changed_file_is_decoded_again(tmp_path, digits):
 def test_predict_on_a_colour_folder_agrees_with_the_test_set(tmp_path, mnist_dir):
     write_folder(tmp_path / "colour", MNIST(), 30, colour=True)
     write_folder(tmp_path / "test", MNIST(), 8, colour=True, start=5000)
-    done = train(tmp_path, tmp_path / "colour", f"data.test_root={tmp_path / 'test'}",
-                 "trainer.limit_train_batches=4", f"hydra.run.dir={tmp_path / 'a'}")  # fmt: skip
+    done = train(
+        tmp_path,
+        tmp_path / "colour",
+        f"data.test_root={tmp_path / 'test'}",
+        "trainer.limit_train_batches=4",
+        f"hydra.run.dir={tmp_path / 'a'}",
+        "trainer.precision=32-true",
+    )  # fp32, predict's: so the two agree exactly
     assert done.returncode == 0, done.stderr[-2000:]
     folders = sorted(str(p) for p in (tmp_path / "test").iterdir())
     report = tmp_path / "predict.json"
