@@ -130,3 +130,13 @@ def test_a_run_whose_module_is_gone_is_one_line_in_evaluate_predict_and_resume(
         lines = gone.stderr.strip().splitlines()
         assert gone.returncode == 2 and len(lines) == 1, gone.stderr[-2000:]
         assert lines[0].startswith("cnnlab: error: ") and "no module named mynets " in lines[0]
+
+
+def test_a_sweep_checks_every_trials_network_before_any_trains(mnist_dir, tmp_path, env):
+    sweep = ["-m", "model=custom", "model._target_=mynets.Tiny", "+model.classes=10,5", *QUICK]
+    done = cli("cnnlab.train", *sweep, f"hydra.sweep.dir={tmp_path / 's'}", output_dir=tmp_path,
+               **env)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert "model.classes=5: the network returns (2, 5)" in lines[0], lines[0]
+    assert not (tmp_path / "s").exists()  # trial 0 (10 classes, good) never trained
