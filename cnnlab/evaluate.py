@@ -45,10 +45,11 @@ def trained_precision(ckpt: Path) -> str:
 
 def test_data(trained: dict[str, Any], cfg: DictConfig) -> L.LightningDataModule:
     """The checkpoint's own dataset, read from this machine's data directory (the run may have
-    been trained elsewhere); its test set ``data.test_root`` when given."""
+    been trained elsewhere); its test set ``data.test_root`` when given (evaluate's config has
+    the key; export's, which tests on the checkpoint's own test set, has none)."""
     data = {**trained["data"], "data_dir": cfg.paths.data_dir}
-    if cfg.data.test_root is not None:
-        test_root = str(cfg.data.test_root)
+    if (test_root := OmegaConf.select(cfg, "data.test_root")) is not None:
+        test_root = str(test_root)
         check_test_root(test_root, data)
         data["test_root"] = test_root
         data["images"] = {**data["images"], "test_root": test_root}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -265,15 +266,21 @@ BAD = {  # case -> (overrides, the error line's start, exit code) from (run dir,
 }  # fmt: skip
 
 
+def files_in(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes (none if it does not exist)."""
+    return {str(f): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_and_leaves_no_file(case, trained, user_env, tmp_path):
     run_dir = trained("user")
     (tmp_path / "old.onnx").write_bytes(b"an earlier file")
     overrides, message, code = BAD[case](run_dir, tmp_path)
+    before = files_in(run_dir / "export")  # other tests share the run: it may hold their exports
     done = export(*overrides, env=user_env)
     assert (done.returncode, done.stdout) == (code, ""), done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"cnnlab: error: {message}")
-    assert not (run_dir / "export").exists() and not (tmp_path / "export").exists()
+    assert files_in(run_dir / "export") == before and not (tmp_path / "export").exists()
     assert (tmp_path / "old.onnx").read_bytes() == b"an earlier file"
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".ckpt") == ["old.onnx"]
 
