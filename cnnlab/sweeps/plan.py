@@ -46,14 +46,18 @@ def grid(params: dict[str, str], arguments: list[str]) -> list[list[str]]:
 
 
 def check_size(trials: int, max_trials: int, setting: str) -> None:
-    """Say the sweep's size before anything else; refuse one above ``max_trials``."""
+    """Refuse a sweep above ``max_trials`` at once, before its trials are composed (a 1000-trial
+    grid would take minutes); a sweep within it is checked in seconds."""
     if trials > max_trials:
         raise ConfigError(
             f"the sweep has {trials} trials, more than {setting}={max_trials}; "
             f"{setting}={trials} allows it"
         )
-    print(f"Sweep: {trials} trial{'s' * (trials != 1)}, each checked before any trains",
-          flush=True)  # fmt: skip
+
+
+def say_size(what: str) -> None:
+    """The sweep's size, once every trial is checked: a refusal is the only line before it."""
+    print(f"Sweep: {what}, each checked before any trains", flush=True)
 
 
 def check_trials(trials: list[list[str]], compose: Compose, sweep: DictConfig) -> list[DictConfig]:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from cnnlab.runs.resume import finished_trial
 from cnnlab.runs.swept import MULTIRUN_FILE
 from cnnlab.runs.training import report
-from cnnlab.sweeps.plan import check_size, check_trials, grid
+from cnnlab.sweeps.plan import check_size, check_trials, grid, say_size
 from cnnlab.sweeps.summary import check_resume, start_sweep
 from cnnlab.sweeps.sweeper import LaunchingSweeper
 
@@ -40,6 +40,7 @@ class GridSweeper(LaunchingSweeper):
         check_size(len(trials), self.max_trials, "hydra.sweeper.max_trials")
         configs = check_trials(trials, self.compose, self.config)
         start_sweep(self.config)
+        say_size(f"{len(trials)} trial{'s' * (len(trials) != 1)}")
         sweep_dir = Path(self.config.hydra.sweep.dir)
         left = [num for num, cfg in enumerate(configs) if not self.skipped(num, cfg)]
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ from cnnlab.callbacks.pruning import storage_url
 from cnnlab.callbacks.sweep_stop import stopping
 from cnnlab.runs.results import read_result
 from cnnlab.runs.swept import MULTIRUN_FILE
-from cnnlab.sweeps.plan import check_trials
+from cnnlab.sweeps.plan import check_trials, say_size
 from cnnlab.sweeps.stop import in_process
 from cnnlab.sweeps.summary import check_resume, start_sweep
 from cnnlab.sweeps.sweeper import LaunchingSweeper
@@ -116,13 +116,12 @@ class OptunaSweeper(LaunchingSweeper):
     def sweep(self, arguments: list[str]) -> None:
         space, fixed = search_space(self.params, arguments)
         check_resume(self.config)
-        print(f"Sweep: an Optuna search of {self.n_trials} trials, its space checked first",
-              flush=True)  # fmt: skip
         compose = self.hydra_context.config_loader.load_sweep_config
         check_trials(
             bounds(space, fixed), lambda overrides: compose(self.config, overrides), self.config
         )
         start_sweep(self.config)
+        say_size(f"an Optuna search of {self.n_trials} trials")
         self.sweep_dir = Path(self.config.hydra.sweep.dir)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / MULTIRUN_FILE)
