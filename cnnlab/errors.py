@@ -4,11 +4,8 @@ exit code (2 for bad input, 1 for the rest). The ground floor: every layer uses 
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import sys
-from types import FrameType
 from typing import NoReturn
 
 
@@ -71,30 +68,3 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, CnnlabError) or cause is not None:
         return getattr(cause or exc, "exit_code", 2)
     return 1
-
-
-def exit_on_signals() -> None:
-    """A command's first act (``python -m cnnlab.<command>``, before its imports): until the
-    work installs handlers of its own (a run's: ``cnnlab.callbacks.signals``; a sweep's:
-    ``cnnlab.sweeps.stop``), SIGINT and SIGTERM end the command at once with one line and
-    128 + the signal's number, where Python would print a KeyboardInterrupt traceback from
-    whatever was loading or starting. Never at import: a notebook keeps Python's Ctrl-C."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _exit_now)
-
-
-def ignore_signals() -> None:
-    """A parallel sweep's worker's first act (loky's initializer): a terminal's Ctrl-C, `timeout`
-    and systemd signal the whole process group, workers included. Ignored, a worker is stopped
-    only as the sweep decides (its trial's own handlers take the signal while it runs, then give
-    it back to the ignoring); otherwise one between trials dies of SIGTERM, or KeyboardInterrupt
-    lands wherever it is, and the sweep loses the trial's result and leaks loky's semaphores."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-
-
-def _exit_now(signum: int, frame: FrameType | None) -> None:
-    name = signal.Signals(signum).name
-    line = f"cnnlab: interrupted: stopped by {name} outside any training; nothing is lost\n"
-    os.write(sys.stderr.fileno(), line.encode())
-    os._exit(128 + signum)  # at once: no cleanup of a half-started command to get stuck in

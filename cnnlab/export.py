@@ -12,7 +12,7 @@ probabilities within ``check.atol``) and timed beside eager PyTorch; the figures
 
 from __future__ import annotations
 
-from cnnlab.errors import exit_on_signals
+from cnnlab.signals import exit_on_signals
 
 if __name__ == "__main__":
     exit_on_signals()  # first: a Ctrl-C while the imports below load is one line, no traceback

@@ -6,7 +6,7 @@ so it can be rebuilt at any time: after a crash, a resume, or while the sweep st
 
 from __future__ import annotations
 
-from cnnlab.errors import exit_on_signals
+from cnnlab.signals import exit_on_signals
 
 if __name__ == "__main__":
     exit_on_signals()  # first: a Ctrl-C while the imports below load is one line, no traceback

@@ -9,7 +9,7 @@ images are still predicted, and the exit code is 2 if any image failed.
 
 from __future__ import annotations
 
-from cnnlab.errors import exit_on_signals
+from cnnlab.signals import exit_on_signals
 
 if __name__ == "__main__":
     exit_on_signals()  # first: a Ctrl-C while the imports below load is one line, no traceback

@@ -7,7 +7,7 @@ itself is ``cnnlab.runs.training``; this module is the command around it.
 
 from __future__ import annotations
 
-from cnnlab.errors import exit_on_signals
+from cnnlab.signals import exit_on_signals
 
 if __name__ == "__main__":
     exit_on_signals()  # first: a Ctrl-C while the imports below load is one line, no traceback
@@ -24,14 +24,14 @@ from omegaconf import DictConfig
 
 import cnnlab.runs.resolvers  # registers ${cnnlab.root:} and the other resolvers
 import cnnlab.sweeps.slurm  # noqa: F401  (registers ${cnnlab.slurm.*:})
-from cnnlab.callbacks.signals import hand_on_to_submitit
 from cnnlab.runs.cli import run_cli
 from cnnlab.runs.results import DONE
 from cnnlab.runs.resume import check_sweep_resume, expand_resume, override_key
 from cnnlab.runs.run_dir import RunDirLock, claim_run_dir
 from cnnlab.runs.training import check_resumed_run, report, run, train
+from cnnlab.signals import SweepInterrupted
 from cnnlab.sweeps.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
-from cnnlab.sweeps.stop import SweepInterrupted, end_interrupted, in_process
+from cnnlab.sweeps.summary import end_interrupted, end_of_trial
 
 
 def prepare(argv: list[str]) -> RunDirLock | None:
@@ -69,22 +69,12 @@ def main(cfg: DictConfig) -> float | None:
         return None
     with sweep_trial_ddp(Path(cfg.paths.run_dir)):
         record = run(cfg)
-    hydra = HydraConfig.get()
-    if hydra.mode != RunMode.MULTIRUN:
-        report(record)
-        if record["status"] not in DONE:
-            sys.exit(record["exit_code"])
-        return record["val/acc"]
-    interrupted = record["status"] == "interrupted" and not record.get("requeued")
-    if not interrupted:  # a stopped sweep says it once, at its end
-        report(record)
-    if record.get("requeued"):
-        hand_on_to_submitit()  # submitit requeues this SLURM job and exits the process
-    if interrupted and in_process(hydra.launcher):  # no further trial: the sweep stops
-        raise SweepInterrupted(record["exit_code"] - 128, Path(hydra.sweep.dir))
-    # the sweep goes on (or, stopping, ends: cnnlab.sweeps.stop); its leaderboard reports a
-    # trial that did not finish, and it exits 1
-    return record["val/acc"] if record["status"] in DONE else None
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return end_of_trial(record)
+    report(record)
+    if record["status"] not in DONE:
+        sys.exit(record["exit_code"])
+    return record["val/acc"]
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ exactly) and raises ``Interrupted``, which ``cnnlab.train`` records as status "i
 with exit 128 + signal. A signal during validation waits for the first training batch after
 it, so no checkpoint is ever taken halfway through a validation.
 A second Ctrl-C while it is stopping interrupts at once. Outside training (the sanity check,
-testing, figures), ``signals_stop_the_run`` stops the run at once: nothing is half-trained
-there, and ``last.ckpt`` holds the last finished epoch.
+testing, figures), ``cnnlab.signals.signals_stop_the_run`` stops the run at once: nothing is
+half-trained there, and ``last.ckpt`` holds the last finished epoch.
 
 In a job that submitit started (``launcher=slurm``), submitit owns SIGTERM and SIGUSR2. SLURM
 sends SIGTERM before it kills a job it requeues (``scontrol requeue``) or cancels: training
@@ -23,135 +23,30 @@ that checkpoint (``cnnlab.runs.resume.resume_trial``).
 from __future__ import annotations
 
 import logging
-import os
-import shlex
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
-from cnnlab.callbacks.sweep_stop import stopping, sweep_of_trial
-from cnnlab.errors import CnnlabError
+from cnnlab.signals import Interrupted, in_submitit_job, noted_signals, stopping
 
 INTERRUPTED_CKPT = "interrupted.ckpt"
 LOOK_S = 0.5  # how often a sweep trial looks whether its sweep is stopping
-REQUEUE_SIGNAL = signal.SIGUSR2  # submitit's signal on SLURM: time limit near, or preemption
 
 log = logging.getLogger(__name__)
 
 
-def in_submitit_job() -> bool:
-    """Whether this process is a job submitit started (it sets SUBMITIT_EXECUTOR)."""
-    return "SUBMITIT_EXECUTOR" in os.environ
-
-
-def stop_signals() -> tuple[signal.Signals, ...]:
-    """The signals that stop a run: SIGINT, and SIGTERM except where submitit owns it."""
-    return (signal.SIGINT,) if in_submitit_job() else (signal.SIGINT, signal.SIGTERM)
-
-
-def noted_signals() -> tuple[signal.Signals, ...]:
-    """The signals training notes and acts on at the next batch."""
-    if in_submitit_job():
-        return (signal.SIGINT, signal.SIGTERM, REQUEUE_SIGNAL)
-    return stop_signals()
-
-
-def hand_on_to_submitit() -> None:
-    """After a SIGUSR2 stop was recorded: raise it again for submitit's own handler (back in
-    place), which requeues the job with its original arguments and exits the process."""
-    signal.raise_signal(REQUEUE_SIGNAL)
-
-
-class Interrupted(CnnlabError):
-    """A run stopped by a signal; the message says what was saved and how to go on (``resume``:
-    the command that continues it; a sweep's trial names the sweep's, ``with_resume``)."""
-
-    status = "interrupted"
-
-    def __init__(
-        self, signum: int, run_dir: Path, checkpoint: Path | None = None, resume: str = ""
-    ) -> None:
-        self.signum, self.run_dir, self.checkpoint = signum, run_dir, checkpoint
-        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
-        self.requeue = signum == REQUEUE_SIGNAL and in_submitit_job()
-        super().__init__(self._message(resume))
-
-    def with_resume(self, resume: str) -> Interrupted:
-        """The same stop, its message naming ``resume`` as the command that continues it."""
-        return Interrupted(self.signum, self.run_dir, self.checkpoint, resume)
-
-    def _message(self, resume: str) -> str:
-        name = signal.Signals(self.signum).name
-        if self.requeue:
-            return (
-                f"stopped by {name} (SLURM: time limit near, or preemption); weights at that "
-                f"moment saved to {self.checkpoint}; submitit requeues the trial, which "
-                "continues from there"
-            )
-        last = self.run_dir / "checkpoints" / "last.ckpt"
-        if self.checkpoint is not None:
-            saved = f"weights at that moment saved to {self.checkpoint}"
-        elif last.is_file():
-            saved = f"{last} (the last finished epoch) is kept"
-        elif not resume:
-            return f"stopped by {name}; no epoch had finished, so nothing was saved; run the " \
-                "command again"  # fmt: skip
-        else:
-            saved = "no epoch had finished, so nothing was saved"
-        resume = resume or f"python -m cnnlab.train {shlex.quote(f'resume={self.run_dir}')}"
-        return f"stopped by {name}; {saved}. Resume with: {resume}"
-
-
-class Signalled(BaseException):
-    """What the run-level handler raises: a BaseException, like KeyboardInterrupt, so that no
-    library's ``except Exception`` on the way out (Lightning's logging has one) rewraps it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextmanager
-def signals_stop_the_run(run_dir: Path) -> Iterator[None]:
-    """Outside training (start-up, the sanity check, testing, figures), SIGINT and SIGTERM stop
-    the run at once (``Signalled``, recorded as ``Interrupted``); during training
-    ``StopOnSignal`` takes them over and stops at the next batch. Lightning calls this handler
-    after its own SIGTERM bookkeeping."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # Python takes signal handlers in the main thread only (threaded sweeps)
-        return
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise Signalled(signum)
-
-    previous = {s: signal.signal(s, stop) for s in stop_signals()}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def as_interruption(exc: BaseException, run_dir: Path) -> BaseException:
-    """A signal's ways out of a run, as ``Interrupted``: ``Signalled`` from the run-level
-    handler, Lightning's ``SIGTERMException`` (a ``SystemExit``) for SIGTERM, and its
-    ``exit(1)`` after it caught a KeyboardInterrupt (Ctrl-C twice). Anything else is returned
-    as it is."""
-    if isinstance(exc, Signalled):
-        return Interrupted(exc.signum, run_dir)
-    if isinstance(exc, SIGTERMException):
-        return Interrupted(signal.SIGTERM, run_dir)
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return Interrupted(signal.SIGINT, run_dir)
-    return exc
+def sweep_of_trial() -> Path | None:
+    """The sweep directory of the trial this process runs; None outside a sweep."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return Path(HydraConfig.get().sweep.dir)
+    return None
 
 
 class StopOnSignal(L.Callback):

@@ -23,13 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from cnnlab.callbacks.best_metrics import BestMetrics
 from cnnlab.callbacks.config_in_checkpoints import ConfigInCheckpoints
 from cnnlab.callbacks.pruning import OptunaPruning
-from cnnlab.callbacks.signals import (
-    Interrupted,
-    Signalled,
-    as_interruption,
-    signals_stop_the_run,
-)
-from cnnlab.callbacks.sweep_stop import stopping, sweep_of_trial
+from cnnlab.callbacks.signals import sweep_of_trial
 from cnnlab.data.datamodule import batches_within
 from cnnlab.errors import CnnlabError, exit_code, one_line, say
 from cnnlab.models.classifier import Classifier
@@ -56,6 +50,7 @@ from cnnlab.runs.results import (
     write_json,
 )
 from cnnlab.runs.resume import resume_trial, sweep_resume_command
+from cnnlab.signals import Interrupted, as_interruption, signals_stop_the_run, stopping
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +205,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     trainer = None
     try:
-        with signals_stop_the_run(run_dir):
+        with signals_stop_the_run():
             if (finished := resume_trial(cfg, run_dir)) is not None:
                 return {**finished, "skipped": True}
             started -= earlier_wall_time(run_dir, cfg.ckpt_path)  # resume_trial may set it
@@ -228,7 +223,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             trainer = outcome.pop("trainer")
             pruned = "pruned_after_epochs" in outcome
             record.update(outcome, status="pruned" if pruned else "finished")
-    except (Exception, KeyboardInterrupt, SystemExit, Signalled) as caught:  # recorded, never lost
+    except BaseException as caught:  # any way out, a signal's included: recorded, never lost
         e = as_interruption(caught, run_dir)  # a line for the user, the traceback in the log
         if isinstance(e, Interrupted) and not e.requeue and sweep_dir:  # the sweep's command
             e = e.with_resume(sweep_resume_command(sweep_dir))

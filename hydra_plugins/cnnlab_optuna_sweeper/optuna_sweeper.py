@@ -14,7 +14,7 @@ batches would wait for the batch's slowest. The study lives in SQLite in the swe
 so ``resume=<sweep dir>`` continues it.
 
 A trial that a signal interrupted is not a failure: it is told nothing and stays RUNNING in
-the study, and no further trial is asked for (``cnnlab.sweeps.stop``). ``resume=<sweep dir>``
+the study, and no further trial is asked for (``cnnlab.sweeps.summary``). ``resume=<sweep dir>``
 launches every RUNNING trial again first, with its parameters and its number (so its own
 directory, where it continues from its checkpoint), then asks for new ones up to ``n_trials``,
 from a sampler seeded by ``seed`` + the trials the study holds (new points, not the first ones
@@ -41,12 +41,11 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from cnnlab.callbacks.pruning import storage_url
-from cnnlab.callbacks.sweep_stop import stopping
 from cnnlab.runs.results import read_result
 from cnnlab.runs.swept import MULTIRUN_FILE
+from cnnlab.signals import stopping
 from cnnlab.sweeps.plan import check_trials, say_size
-from cnnlab.sweeps.stop import in_process
-from cnnlab.sweeps.summary import check_resume, start_sweep
+from cnnlab.sweeps.summary import check_resume, in_process, start_sweep
 from cnnlab.sweeps.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)

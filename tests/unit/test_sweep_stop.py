@@ -5,12 +5,10 @@ import os
 import signal
 
 import pytest
-from omegaconf import OmegaConf
 
+from cnnlab.signals import STOP_SIGNALS, stop_sweep_on_signals
 from cnnlab.sweeps.leaderboard import MARKDOWN_FILE, summarize
-from cnnlab.sweeps.stop import STOP_SIGNALS, stop_on_signals, write_final_leaderboard
-
-BASIC = OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})
+from cnnlab.sweeps.summary import write_final_leaderboard
 
 
 @pytest.fixture
@@ -26,7 +24,7 @@ def handlers():
 def test_a_signal_while_the_final_leaderboard_is_written_is_reported_after_it(
     tmp_path, capsys, handlers, signum
 ):
-    stop_on_signals(tmp_path, BASIC)  # the sweep's handler, as during its trials
+    stop_sweep_on_signals(tmp_path, trials_in_process=True)  # the sweep's, as during its trials
 
     def signalled_write(sweep_dir):
         os.kill(os.getpid(), signum)  # as a Ctrl-C lands while the leaderboard is written
