@@ -1,5 +1,5 @@
 # make train: set up .venv, fetch MNIST, train the lesson's model (TensorBoard logs in outputs/).
-# make test: set up .venv and run the test suite (both tiers). Both are idempotent.
+# make test: set up .venv and run the test suite (both tiers) on 2 workers. Both are idempotent.
 # make test-fast: the fast tier only (tests/unit: config, model, layers, parity; under 2 minutes).
 # make bench: cnnlab vs. a plain PyTorch loop vs. the Keras seed on TensorFlow (docs/speed.md).
 PYTHON ?= python3
@@ -28,7 +28,7 @@ sweep: $(STAMP)
 	$(PY) -m cnnlab.train sweep=$(SWEEP) $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=20 $(ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit $(ARGS)

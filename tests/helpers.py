@@ -26,7 +26,10 @@ from cnnlab.perf.speed import Speed
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CNNLAB_DATA_DIR", ROOT / "data"))
 
-# A tiny sweep trial: a narrow model, a few batches of each split.
+# Figures cost a run about 5 s (docs/speed.md); only the tests of figures draw them.
+NO_FIGURES = "callbacks.figures=null"
+
+# A tiny sweep trial: a narrow model, a few batches of each split, no figures.
 TINY = [
     "model.filters=8",
     "trainer.max_epochs=1",
@@ -35,6 +38,7 @@ TINY = [
     "trainer.limit_test_batches=2",
     "trainer.enable_model_summary=false",
     "print_config=false",
+    NO_FIGURES,
 ]
 
 # A quick but real run: 1 epoch of 20 batches, 5 val batches, the full test set.
@@ -47,6 +51,7 @@ QUICK = [
 
 
 # Two real epochs of 20 batches, deterministic: long enough to be interrupted in epoch 1.
+# No figures.
 TWO_EPOCHS = [
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=20",
@@ -54,6 +59,7 @@ TWO_EPOCHS = [
     "trainer.limit_test_batches=2",
     "trainer.deterministic=true",
     "print_config=false",
+    NO_FIGURES,
 ]
 
 

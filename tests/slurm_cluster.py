@@ -33,7 +33,9 @@ class CannotStart(Exception):
 
 def slurm_conf(root: Path, host: str, cpus: int, memory_mb: int, port: int) -> str:
     """The cluster's slurm.conf: one node (this machine, sized from its cores and memory),
-    one default partition, no cgroups (a container has none to give), requeue allowed."""
+    one default partition, no cgroups (a container has none to give), requeue allowed. A
+    requeued job waits out its credential's lifetime before it starts again (cred_expire:
+    120 s by default); 20 s is plenty on one machine, and the requeue test waits that less."""
     return f"""\
 ClusterName=cnnlab-test
 SlurmctldHost={host}
@@ -42,7 +44,7 @@ SlurmdUser=root
 SlurmctldPort={port}
 SlurmdPort={port + 1}
 AuthType=auth/munge
-AuthInfo=socket={root}/munge/munge.socket
+AuthInfo=socket={root}/munge/munge.socket,cred_expire=20
 CredType=cred/munge
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool

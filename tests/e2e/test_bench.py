@@ -64,10 +64,10 @@ def test_bench_never_writes_over_an_earlier_bench(tmp_path):
 
 def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path):
     sweep = ["--sweep", "2", "--sweep-steps", "5"]
-    report = run_bench(tmp_path, "--no-keras", "--rounds", "2", *sweep, "--pair", "--fixed-cost",
+    report = run_bench(tmp_path, "--no-keras", "--rounds", "1", *sweep, "--pair", "--fixed-cost",
                        "--interleaved")  # fmt: skip
     rounds = report["rounds"]
-    assert len(rounds) == 2
+    assert len(rounds) == 1  # one round: the suite checks the bench works, not the numbers
     for n, r in enumerate(rounds, 1):  # both sides timed, taking turns, in every round
         assert r["plain"] > 0 and r["cnnlab"] > 0
         meters = [json.loads((tmp_path / "bench" / f"round{n}" / name).read_text())
@@ -105,7 +105,7 @@ def test_bench_measures_trainer_plain_loop_sweeps_and_pairs(mnist_dir, tmp_path)
     for way, n in ((default, "null"), (auto, "auto")):
         assert fixed[way]["plain_ms"] > 0 and fixed[way]["cnnlab_ms"] > 0
         differences = []  # window k of cnnlab minus window k of the plain loop, every round
-        for r in (1, 2):
+        for r in (1,):
             meters = [json.loads((tmp_path / "bench" / "fixed_cost" / f"N-{n}" / f"round{r}" /
                                   name).read_text())["window_step_ms"]
                       for name in ("plain_loop.json", "cnnlab_throughput.json")]  # fmt: skip

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from cnnlab.data.mnist import MNIST, PICKLE_MEMBER, WHEEL, load_mnist_pickle
-from tests.helpers import ROOT, cli, result_of, run_dirs
+from tests.helpers import NO_FIGURES, ROOT, cli, result_of, run_dirs
 from tests.hostile import Exploit, one_error
 
-FAST = ["debug=fast", "print_config=false"]
+FAST = ["debug=fast", "print_config=false", NO_FIGURES]
 raw_dir, invalid_files = MNIST().raw_dir, MNIST().invalid_files
 
 

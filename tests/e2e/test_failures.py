@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import ROOT, cli, read_only_copy, result_of, run_dirs, train_run
+from tests.helpers import NO_FIGURES, ROOT, cli, read_only_copy, result_of, run_dirs, train_run
 from tests.hostile import Exploit, one_error
 
-FAST = ["debug=fast", "print_config=false"]
+FAST = ["debug=fast", "print_config=false", NO_FIGURES]
 OLD_CHECKPOINT = ROOT / "tests" / "data" / "cnnlab-0.1-layout.ckpt"  # cnnlab 0.1's: no config
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, cli_env, result_of, run_dirs
+from tests.helpers import NO_FIGURES, ROOT, cli_env, result_of, run_dirs
 
 
 def signal_when_printed(output_dir: Path, marker: str, signals: list[int], *overrides: str):
@@ -48,7 +48,6 @@ def signal_when_printed(output_dir: Path, marker: str, signals: list[int], *over
 # send a signal in.
 SLOW_EVAL = ["trainer.max_epochs=1", "trainer.limit_train_batches=20", "print_config=false",
              "data.eval_batch_size=1"]  # fmt: skip
-NO_FIGURES = "callbacks.figures=null"
 
 
 @pytest.mark.parametrize(("phase", "marker", "extra"), [

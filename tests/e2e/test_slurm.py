@@ -34,6 +34,7 @@ from tests.helpers import (
 from tests.slurm_cluster import CannotStart, SlurmCluster, start_cluster
 
 REQUIRED = os.environ.get("CNNLAB_REQUIRE_SLURM") == "1"  # .ci/run: CI must not skip these
+pytestmark = pytest.mark.xdist_group("slurm")  # one cluster, on one of make test's workers
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +161,8 @@ def test_a_requeued_trial_continues_from_its_checkpoint_as_if_never_stopped(slur
         assert "SIGUSR2" in stopped["error"]
         step = torch.load(trial / "checkpoints/interrupted.ckpt", weights_only=True)["global_step"]
         assert 40 < step < 80  # inside epoch 1
-        # SLURM holds a requeued job ~2 minutes (a job started sooner finds its credential
-        # still revoked and fails), then starts it again
+        # SLURM holds a requeued job for its credential's lifetime (cred_expire, 20 s here: a
+        # job started sooner finds its credential still revoked and fails), then starts it
         _, stderr = proc.communicate(timeout=420)
     finally:
         if proc.poll() is None:
