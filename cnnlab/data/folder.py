@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from cnnlab.data.cache import Decoded, cached
+from cnnlab.data.cache import cache_path, cached
 from cnnlab.data.decode import Header, decode
 from cnnlab.data.digits import ImageFileError
 from cnnlab.data.preparation import Preparation
@@ -27,6 +27,7 @@ from cnnlab.data.splits import held_out
 from cnnlab.errors import say
 
 DECODE_BATCH = 256  # files per worker task while decoding a folder into memory
+Decoded = dict[str, object]  # {"images": uint8 (N, C, H, W), "good": bool (N), "errors": [str]}
 
 
 class FolderDataset(Dataset):
@@ -107,6 +108,7 @@ class FolderImages:
         root: str,
         channels: int,
         image_size: int,
+        data_dir: str,
         test_root: str | None = None,
         test_fraction: float = 0.2,
         split_seed: int = 0,
@@ -116,7 +118,7 @@ class FolderImages:
         self.preparation = Preparation(channels, image_size, image_size)
         self.channels, self.image_size = channels, image_size
         self.test_fraction, self.split_seed, self.workers = test_fraction, split_seed, workers
-        train, test = scan(self.root, self.test_root)
+        train, test = scan(self.root, self.test_root, str(data_dir))
         self.num_classes = len(train.classes)
         self.parts = self._parts(train, test)
         self.train_size = len(self.parts[True][1])
@@ -147,7 +149,9 @@ class FolderImages:
         scanned, indices = self.parts[train]
         if scanned.root not in self.decoded:
             decode = partial(decode_all, self.files(scanned), self.workers)
-            decoded, how = cached(Path(data_dir), scanned, self.channels, self.image_size, decode)
+            read_as = f"{self.channels} {self.image_size}"
+            path = cache_path(Path(data_dir), scanned.root.name, scanned.paths, read_as)
+            decoded, how = cached(path, decode, "decoded", "decoded images")
             self.decoded[scanned.root] = decoded
             self.how[scanned.root] = f"{len(scanned.paths):,} images of {scanned.root} {how}"
             warn_each(list(decoded["errors"]))

@@ -29,7 +29,7 @@ def test_scan_keeps_imagefolders_order_and_leaves_odd_files_out(tmp_path, mnist_
     write_folder(tmp_path / "digits", MNIST(), 3)
     clean = [path for path, _ in ImageFolder(str(tmp_path / "digits")).samples]
     odd = add_odd_files(tmp_path / "digits")
-    train, _ = scan(str(tmp_path / "digits"), None)
+    train, _ = scan(str(tmp_path / "digits"), None, str(tmp_path / "cache"))
     kept = [str(p) for p in train.paths if "digits/0/0" in str(p) or "/0/" not in str(p)]
     assert kept == clean
     assert str(odd["text"]) in capsys.readouterr().err
