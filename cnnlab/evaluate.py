@@ -48,6 +48,8 @@ def test_data(trained: dict[str, Any], cfg: DictConfig) -> L.LightningDataModule
     been trained elsewhere); its test set ``data.test_root`` when given (evaluate's config has
     the key; export's, which tests on the checkpoint's own test set, has none)."""
     data = {**trained["data"], "data_dir": cfg.paths.data_dir}
+    if "test_root" in data:  # a folder: its scan's cache is this machine's data directory too
+        data["images"] = {**data["images"], "data_dir": cfg.paths.data_dir}
     if (test_root := OmegaConf.select(cfg, "data.test_root")) is not None:
         test_root = str(test_root)
         check_test_root(test_root, data)

@@ -18,22 +18,33 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from cnnlab.data.cache import Decoded, cached
+from cnnlab.data.cache import cache_path, cached
 from cnnlab.data.decode import Header, decode
 from cnnlab.data.digits import ImageFileError
 from cnnlab.data.preparation import Preparation
-from cnnlab.data.scan import Scanned, scan, warn_each
+from cnnlab.data.scan import SHOWN, Scanned, scan, warn_each
 from cnnlab.data.splits import held_out
+from cnnlab.errors import say
 
 DECODE_BATCH = 256  # files per worker task while decoding a folder into memory
+Decoded = dict[str, object]  # {"images": uint8 (N, C, H, W), "good": bool (N), "errors": [str]}
 
 
 class FolderDataset(Dataset):
     """Files decoded on demand: item ``i`` is (uint8 (C, S, S) image, or the line saying why
-    it can't be used, ``i``)."""
+    it can't be used, ``i``). ``unreadable`` collects those lines in the run's process (shared
+    with the folder and its other splits): each file is said once, and counted once, however
+    many epochs meet it."""
 
-    def __init__(self, paths: list[Path], headers: list[Header], preparation: Preparation) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        headers: list[Header],
+        preparation: Preparation,
+        unreadable: set[str],
+    ) -> None:
         self.paths, self.headers, self.preparation = paths, headers, preparation
+        self.unreadable = unreadable
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -48,8 +59,20 @@ class FolderDataset(Dataset):
 
     def subset(self, indices: Tensor) -> FolderDataset:
         picked = indices.tolist()
-        return FolderDataset([self.paths[i] for i in picked],
-                             [self.headers[i] for i in picked], self.preparation)  # fmt: skip
+        return FolderDataset([self.paths[i] for i in picked], [self.headers[i] for i in picked],
+                             self.preparation, self.unreadable)  # fmt: skip
+
+    def note(self, problems: list[str]) -> None:
+        """Say each file a streamed batch could not use the first time it fails (the first
+        ``SHOWN`` of them; result.json counts them all)."""
+        for line in problems:
+            if line in self.unreadable:
+                continue
+            if len(self.unreadable) < SHOWN:
+                say(line, "warning")
+            elif len(self.unreadable) == SHOWN:
+                say("... more unreadable images skipped (result.json counts them)", "warning")
+            self.unreadable.add(line)
 
 
 def as_list(items: list[tuple[Tensor | str, int]]) -> list[tuple[Tensor | str, int]]:
@@ -85,6 +108,7 @@ class FolderImages:
         root: str,
         channels: int,
         image_size: int,
+        data_dir: str,
         test_root: str | None = None,
         test_fraction: float = 0.2,
         split_seed: int = 0,
@@ -94,11 +118,12 @@ class FolderImages:
         self.preparation = Preparation(channels, image_size, image_size)
         self.channels, self.image_size = channels, image_size
         self.test_fraction, self.split_seed, self.workers = test_fraction, split_seed, workers
-        train, test = scan(self.root, self.test_root)
+        train, test = scan(self.root, self.test_root, str(data_dir))
         self.num_classes = len(train.classes)
         self.parts = self._parts(train, test)
         self.train_size = len(self.parts[True][1])
-        self.skipped = sum(len(s.skipped) for s in (train, test) if s is not None)
+        self.left_out = sum(len(s.skipped) for s in (train, test) if s is not None)  # by the scan
+        self.unreadable: set[str] = set()  # lines of the files that failed to decode
         self.decoded: dict[Path, Decoded] = {}
         self.how: dict[Path, str] = {}  # which path each folder took: what the run says
 
@@ -124,11 +149,13 @@ class FolderImages:
         scanned, indices = self.parts[train]
         if scanned.root not in self.decoded:
             decode = partial(decode_all, self.files(scanned), self.workers)
-            decoded, how = cached(Path(data_dir), scanned, self.channels, self.image_size, decode)
+            read_as = f"{self.channels} {self.image_size}"
+            path = cache_path(Path(data_dir), scanned.root.name, scanned.paths, read_as)
+            decoded, how = cached(path, decode, "decoded", "decoded images")
             self.decoded[scanned.root] = decoded
             self.how[scanned.root] = f"{len(scanned.paths):,} images of {scanned.root} {how}"
             warn_each(list(decoded["errors"]))
-            self.skipped += len(decoded["errors"])
+            self.unreadable.update(decoded["errors"])
         decoded = self.decoded[scanned.root]
         indices = indices[decoded["good"][indices]]
         return decoded["images"][indices], torch.tensor(scanned.labels)[indices]
@@ -139,5 +166,10 @@ class FolderImages:
         self.how[scanned.root] = f"{len(scanned.paths):,} images of {scanned.root} streamed"
         return self.files(scanned).subset(indices), torch.tensor(scanned.labels)[indices]
 
+    @property
+    def skipped(self) -> int:
+        """Images left out because they could not be read: what result.json counts."""
+        return self.left_out + len(self.unreadable)
+
     def files(self, scanned: Scanned) -> FolderDataset:
-        return FolderDataset(scanned.paths, scanned.headers, self.preparation)
+        return FolderDataset(scanned.paths, scanned.headers, self.preparation, self.unreadable)

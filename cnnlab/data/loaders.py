@@ -6,7 +6,7 @@ augment the same way, since the streamed one only changes where a batch's pixels
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 import torch
@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from cnnlab.data.augment import RandomAffine
-from cnnlab.errors import CnnlabError, say
+from cnnlab.errors import CnnlabError
 
 
 class Streamed(Protocol):
@@ -24,6 +24,9 @@ class Streamed(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> tuple[Tensor | str, int]: ...
+
+    def note(self, problems: list[str]) -> None:
+        """Say and count the files a batch could not use (in the run's process)."""
 
 
 class EpochOrder:
@@ -133,10 +136,15 @@ class TensorLoader:
         return self.images[batch], self.labels[batch]
 
 
+Collated = tuple[Tensor | None, Tensor, list[str]]  # images (None: none decoded), labels, problems
+
+
 class StreamLoader(TensorLoader):
     """A ``TensorLoader`` whose batches are decoded from files by ``workers`` DataLoader
     processes, in the same seeded order; an image that fails to decode is left out of its
-    batch (one line each, from the worker that met it)."""
+    batch, and a batch of only such images is left out of the epoch (its place still counts,
+    so a resume continues with the same next batch). The workers hand the failures back, so
+    the run's process says and counts them (``Streamed.note``)."""
 
     def __init__(
         self,
@@ -151,7 +159,11 @@ class StreamLoader(TensorLoader):
         self.files, self.workers = files, workers
 
     def first_batch(self) -> tuple[Tensor, Tensor]:
-        return next(self._decoded([self._chunk(self._order(), 0)], workers=0))
+        """The epoch's first batch that holds an image (not augmented)."""
+        order = self._order()
+        starts = range(0, len(self.sampler), self.batch_size)
+        chunks = [self._chunk(order, start) for start in starts]
+        return next(self._usable(self._decoded(chunks, workers=0)))
 
     def _batches(self, first: int) -> Iterator[tuple[Tensor, Tensor]]:
         order = self._order()
@@ -159,28 +171,38 @@ class StreamLoader(TensorLoader):
         starts = range(first * self.batch_size, end, self.batch_size)
         self.handed_out = first
         chunks = [self._chunk(order, start) for start in starts]
-        for start, (images, labels) in zip(
-            starts, self._decoded(chunks, self.workers), strict=True
-        ):
+        for start, batch in zip(starts, self._decoded(chunks, self.workers), strict=True):
             self.handed_out += 1
-            yield (self._augmented(images, start) if self.augment else images), labels
+            for images, labels in self._usable([batch]):
+                yield (self._augmented(images, start) if self.augment else images), labels
+
+    def _usable(self, batches: Iterable[Collated]) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches that hold an image, each batch's failures said and counted."""
+        for images, labels, problems in batches:
+            self.files.note(problems)
+            if images is not None:
+                yield images, labels
 
     def _chunk(self, order: Tensor | None, start: int) -> list[int]:
         stop = min(start + self.batch_size, len(self.labels))
         return list(range(start, stop)) if order is None else order[start:stop].tolist()
 
-    def _decoded(self, chunks: list[list[int]], workers: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def _decoded(self, chunks: list[list[int]], workers: int) -> Iterator[Collated]:
         """The chunks' images, decoded by ``workers`` processes (0: in this one)."""
         loader = DataLoader(self.files, batch_sampler=chunks, num_workers=workers,
                             collate_fn=self._collate)  # fmt: skip
         return iter(loader)
 
-    def _collate(self, items: list[tuple[Tensor | str, int]]) -> tuple[Tensor, Tensor]:
-        for problem, _ in (item for item in items if isinstance(item[0], str)):
-            say(problem, "warning")
+    def _collate(self, items: list[tuple[Tensor | str, int]]) -> Collated:
+        """In a worker: the batch's decoded images, their labels, the lines of those that
+        failed (said by the run's process, which counts them)."""
+        problems = [item for item, _ in items if isinstance(item, str)]
         good = [(image, index) for image, index in items if isinstance(image, Tensor)]
-        images = torch.stack([image for image, _ in good])  # a batch of only bad files: none
-        return images.float().div_(255.0), self.labels[[index for _, index in good]]
+        labels = self.labels[[index for _, index in good]]
+        if not good:
+            return None, labels, problems
+        images = torch.stack([image for image, _ in good])
+        return images.float().div_(255.0), labels, problems
 
 
 def batches_within(limit: int | float | None, batches: int) -> int | None:

@@ -50,9 +50,14 @@ class Preparation:
     @classmethod
     def of_data(cls, data: Mapping[str, Any]) -> Preparation:
         """The record a data config states (a checkpoint's ``config["data"]`` included)."""
+        if "recipe" not in data:
+            raise CnnlabError(
+                "data.recipe is missing: the checkpoint or data config predates the recipe record "
+                f"(2026-12-06); state it ({', '.join(RECIPES)}) or train again with this cnnlab"
+            )
         size = data["image_size"]
         height, width = (size, size) if isinstance(size, int) else tuple(size)
-        return cls(int(data["channels"]), int(height), int(width), data.get("recipe", "resize"))
+        return cls(int(data["channels"]), int(height), int(width), data["recipe"])
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Preparation:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from cnnlab.data.cache import cache_path, cached
 from cnnlab.data.decode import Header, read_header
 from cnnlab.data.digits import ImageFileError
 from cnnlab.errors import CnnlabError, say
@@ -91,37 +92,61 @@ def walk(folder: Path) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
-def scan_folder(root: Path, key: str, classes: list[str]) -> Scanned:
+def scan_folder(root: Path, classes: list[str], data_dir: Path) -> Scanned:
     """Every image of ``root``'s class folders named in ``classes``, with its header."""
-    paths, labels, headers, problems, ignored, skipped = [], [], [], [], [], []
+    files, labels, problems, ignored = [], [], [], []
     for index, name in enumerate(classes):
         if not (root / name).is_dir():  # a test folder without this class, as ImageFolder
             continue
-        files, walk_problems = walk(root / name)
+        found, walk_problems = walk(root / name)
         problems += walk_problems
-        count = len(paths)
-        for path in files:
-            if path.suffix.lower() not in EXTENSIONS:
+        for path in found:
+            if path.suffix.lower() in EXTENSIONS:
+                files.append(path)
+                labels.append(index)
+            else:
                 ignored.append(f"{path}: not an image file (by its extension); ignored")
-                continue
-            try:
-                headers.append(read_header(path))
-            except ImageFileError as e:
-                skipped.append(f"{e}; skipped")
-                continue
-            paths.append(path)
-            labels.append(index)
-        if len(paths) == count:
-            problems.append(f"{root / name}: class folder holds no images; not a class")
+    read = headers_of(root, files, data_dir)
+    good = [i for i, header in enumerate(read) if isinstance(header, Header)]
+    skipped = [f"{header}; skipped" for header in read if isinstance(header, str)]
+    present = {labels[i] for i in good}
+    problems += [f"{root / name}: class folder holds no images; not a class"
+                 for index, name in enumerate(classes)
+                 if (root / name).is_dir() and index not in present]  # fmt: skip
     for lines in (ignored, skipped, problems):
         warn_each(lines)
-    return Scanned(root, classes, paths, labels, headers, skipped)
+    return Scanned(root, classes, [files[i] for i in good], [labels[i] for i in good],
+                   [read[i] for i in good], skipped)  # fmt: skip
+
+
+def headers_of(root: Path, files: list[Path], data_dir: Path) -> list[Header | str]:
+    """Each file's header, or the line saying why it has none; cached (``cnnlab.data.cache``,
+    keyed by the files' paths, sizes and mtimes), so a second run opens no image to learn
+    what the folder holds."""
+
+    def read() -> list[tuple[str, str, int, int] | str]:
+        return [header_or_problem(path) for path in files]
+
+    path = cache_path(data_dir, f"{root.name}-headers", files, "headers")
+    read_once, _ = cached(path, read, "read", None)
+    return [entry if isinstance(entry, str) else Header(*entry) for entry in read_once]
+
+
+def header_or_problem(path: Path) -> tuple[str, str, int, int] | str:
+    """The file's header as plain values (what a weights-only cache holds), or its problem."""
+    try:
+        header = read_header(path)
+    except ImageFileError as e:
+        return str(e)
+    return (header.format, header.mode, header.width, header.height)
 
 
 @functools.cache
-def scan(root: str, test_root: str | None) -> tuple[Scanned, Scanned | None]:
-    """The training folder and the test folder, if any, scanned once per process."""
-    train = scan_folder(Path(root), "data.root", class_folders(Path(root), "data.root"))
+def scan(root: str, test_root: str | None, data_dir: str) -> tuple[Scanned, Scanned | None]:
+    """The training folder and the test folder, if any, scanned once per process (their
+    headers cached under ``data_dir``)."""
+    classes = class_folders(Path(root), "data.root")
+    train = scan_folder(Path(root), classes, Path(data_dir))
     present = [train.classes[i] for i in sorted(set(train.labels))]  # empty folders left out
     if len(present) < len(train.classes):
         index = {train.classes[i]: new for new, i in enumerate(sorted(set(train.labels)))}
@@ -138,15 +163,15 @@ def scan(root: str, test_root: str | None) -> tuple[Scanned, Scanned | None]:
     if unknown := [name for name in test_classes if name not in present]:
         say(f"data.test_root={test_root}: classes {', '.join(unknown)} are not in "
             f"data.root={root}; their images left out", "warning")  # fmt: skip
-    test = scan_folder(Path(test_root), "data.test_root", present)
+    test = scan_folder(Path(test_root), present, Path(data_dir))
     return train, test
 
 
-def inferred(root: str, test_root: str | None) -> dict[str, object]:
+def inferred(root: str, test_root: str | None, data_dir: str) -> dict[str, object]:
     """What ``conf/data/folder.yaml`` reads from the images unless given: channels (3 if any
     image has colour), the most common size (its longer side: images are made square), the
     classes (the folder names)."""
-    train, test = scan(str(root), None if test_root is None else str(test_root))
+    train, test = scan(str(root), None if test_root is None else str(test_root), str(data_dir))
     headers = train.headers + (test.headers if test else [])
     (width, height), _ = Counter((h.width, h.height) for h in headers).most_common(1)[0]
     return {

@@ -44,5 +44,7 @@ OmegaConf.register_new_resolver("cnnlab.threads_per_job", threads_per_job, repla
 OmegaConf.register_new_resolver("cnnlab.dirname", short_dirname, replace=True)
 OmegaConf.register_new_resolver("cnnlab.trial_name", trial_dirname, replace=True)
 OmegaConf.register_new_resolver(
-    "cnnlab.folder", lambda fact, root, test_root: inferred(root, test_root)[fact], replace=True
+    "cnnlab.folder",
+    lambda fact, root, test_root, data_dir: inferred(root, test_root, data_dir)[fact],
+    replace=True,
 )

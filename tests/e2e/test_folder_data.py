@@ -29,7 +29,7 @@ def test_scan_keeps_imagefolders_order_and_leaves_odd_files_out(tmp_path, mnist_
     write_folder(tmp_path / "digits", MNIST(), 3)
     clean = [path for path, _ in ImageFolder(str(tmp_path / "digits")).samples]
     odd = add_odd_files(tmp_path / "digits")
-    train, _ = scan(str(tmp_path / "digits"), None)
+    train, _ = scan(str(tmp_path / "digits"), None, str(tmp_path / "cache"))
     kept = [str(p) for p in train.paths if "digits/0/0" in str(p) or "/0/" not in str(p)]
     assert kept == clean
     assert str(odd["text"]) in capsys.readouterr().err
@@ -48,15 +48,20 @@ def test_a_folder_trains_then_trains_from_its_cache(tmp_path, mnist_dir):
     assert "images in memory" in first.stderr and "decoded in" in first.stderr
     result = json.loads((tmp_path / "a" / "result.json").read_text())
     assert result["status"] == "finished" and result["skipped_images"] == 1
-    second = train(
+    second = train(  # one image a batch: the truncated file's batch holds no image
         tmp_path,
         f"data.root={tmp_path / 'digits'}",
         cache,
         f"hydra.run.dir={tmp_path / 'b'}",
         "data.in_memory=false",
+        "data.batch_size=1",
+        "data.eval_batch_size=1",
+        "trainer.limit_train_batches=null",
     )
     assert second.returncode == 0, second.stderr[-2000:]
     assert "streamed by 2 workers (data.in_memory=false)" in second.stderr
+    assert second.stderr.count("truncated.png: unreadable image") == 1  # once, every epoch/pass
+    assert json.loads((tmp_path / "b" / "result.json").read_text())["skipped_images"] == 1
 
 
 def test_a_missing_root_is_one_line(tmp_path):

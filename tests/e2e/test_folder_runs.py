@@ -1,21 +1,34 @@
 """``data=folder`` through the real CLI on real MNIST digits written as PNG class folders: a run
-resumes from its last checkpoint, sweeps and k-fold work, a changed file is decoded again,
-``predict`` on a colour folder's files agrees with the model's test set, and each kind of bad
-folder is one line (an error that stops the run, or a warning and the run goes on)."""
+stopped by SIGINT resumes to its end, sweeps and k-fold work, a changed file is decoded again,
+``predict`` on a colour Fashion-MNIST folder's files agrees with the model's test set, and each
+kind of bad folder is one line (an error that stops the run, or a warning and the run goes on)."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from cnnlab.data.fashion_mnist import FashionMNIST
 from cnnlab.data.mnist import MNIST
-from tests.helpers import cli_env, leaderboard, result_of, sweep_dir_of
+from tests.helpers import (
+    ROOT,
+    cli,
+    cli_env,
+    leaderboard,
+    result_of,
+    run_dirs,
+    signal_after_first_epoch,
+    sweep_dir_of,
+)
 from tests.image_folders import write_folder
 
+FASHION_NAMES = OmegaConf.load(ROOT / "conf" / "data" / "fashion_mnist.yaml").class_names
 SMALL = ["data=folder", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
          "trainer.enable_model_summary=false", "print_config=false"]  # fmt: skip
 
@@ -38,15 +51,20 @@ def digits(tmp_path, mnist_dir) -> Path:
     return tmp_path / "digits"
 
 
-def test_a_folder_run_resumes_from_its_last_checkpoint(tmp_path, digits):
-    first = train(tmp_path, digits, f"hydra.run.dir={tmp_path / 'a'}")
-    assert first.returncode == 0, first.stderr[-2000:]
-    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    resumed = train(tmp_path, digits, f"ckpt_path={last}", "trainer.max_epochs=2",
-                    f"hydra.run.dir={tmp_path / 'b'}")  # fmt: skip
+def test_a_folder_run_stopped_by_sigint_resumes_to_its_end(tmp_path, digits):
+    """A real SIGINT once epoch 0 is saved (10 epochs of 7 batches: it lands while training),
+    then ``resume=``: the same run ends with every step of every epoch, none twice."""
+    folder = ["data=folder", f"data.root={digits}", f"paths.data_dir={tmp_path / 'cache'}",
+              "data.batch_size=32", "trainer.max_epochs=10"]  # fmt: skip
+    code, stderr, run_dir = signal_after_first_epoch(tmp_path, signal.SIGINT, *folder)
+    assert code == 130 and "Traceback" not in stderr, stderr[-2000:]
+    assert result_of(run_dir)["status"] == "interrupted"
+    resumed = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4  # epoch 0's 2 steps, then 2 more
+    assert "from the cache" in resumed.stderr  # the folder as it was, not decoded again
+    assert run_dirs(tmp_path) == [run_dir] and result_of(run_dir)["status"] == "finished"
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 9 and last["global_step"] == 70  # 216 training images / 32
 
 
 def test_a_folder_sweeps_and_cross_validates(tmp_path, digits):
@@ -76,9 +94,13 @@ def test_a_changed_file_is_decoded_again(tmp_path, digits):
     assert "decoded in" in data_line("third")
 
 
-def test_predict_on_a_colour_folder_agrees_with_the_test_set(tmp_path, mnist_dir):
-    write_folder(tmp_path / "colour", MNIST(), 30, colour=True)
-    write_folder(tmp_path / "test", MNIST(), 8, colour=True, start=5000)
+def test_predict_on_a_colour_fashion_folder_agrees_with_the_test_set(tmp_path, mnist_dir):
+    """Fashion-MNIST (the issue's case: predict once prepared every file as a digit) in
+    tinted colour at 32x32: one run checks both kinds of folder."""
+    FashionMNIST().prepare(mnist_dir)  # offline: from Debian's archive, once
+    names = [name.replace("/", "-") for name in FASHION_NAMES]  # T-shirt/top: one folder
+    write_folder(tmp_path / "colour", FashionMNIST(), 30, names, colour=True)
+    write_folder(tmp_path / "test", FashionMNIST(), 8, names, colour=True, start=5000)
     done = train(
         tmp_path,
         tmp_path / "colour",

@@ -19,28 +19,11 @@ from tests.helpers import (
     cli_env,
     result_of,
     run_dirs,
+    signal_after_first_epoch,
     steps,
     train_run,
     weights,
 )
-
-
-def signal_after_first_epoch(
-    output_dir: Path, signum: int, *overrides: str
-) -> tuple[int, str, Path]:
-    """Run TWO_EPOCHS, send ``signum`` once epoch 0's last.ckpt exists: exit, stderr, run dir."""
-    cmd = [sys.executable, "-m", "cnnlab.train", *TWO_EPOCHS, *overrides]
-    env = cli_env(output_dir)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not list((output_dir / "runs").glob("*/checkpoints/last.ckpt")):
-        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=300)
-    (run_dir,) = run_dirs(output_dir)
-    return proc.returncode, stderr.decode(), run_dir
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from omegaconf import OmegaConf
 from bench.plain_loop import compose_train_config
 from cnnlab.data.augment import RandomAffine
 from cnnlab.data.datamodule import ImageDataModule
+from cnnlab.data.preparation import RECIPES, Preparation
+from cnnlab.errors import CnnlabError
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.keras_cnn import KerasCNN
 from cnnlab.perf.speed import Speed
@@ -100,3 +102,12 @@ def test_experiment_tuned_is_the_confirmed_recipe_on_the_lessons_unchanged_model
     model = build_classifier(tuned, Speed())
     assert sum(p.numel() for p in model.parameters()) == 1_199_882
     assert model.loss.label_smoothing == 0.084 and tuned.trainer.max_epochs == 5
+
+
+def test_every_data_config_states_its_recipe_and_a_missing_one_is_refused():
+    """predict prepares a file by the recipe its checkpoint's data config states; one without
+    (written before the record) is refused in one line rather than guessed."""
+    for path in sorted((ROOT / "conf" / "data").glob("*.yaml")):
+        assert compose_train_config([f"data={path.stem}"]).data.recipe in RECIPES, path
+    with pytest.raises(CnnlabError, match=r"^data\.recipe is missing: .* predates the recipe"):
+        Preparation.of_data({"channels": 1, "image_size": 28})
