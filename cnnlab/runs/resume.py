@@ -42,7 +42,8 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Override, Quote, QuotedString
+from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -156,7 +157,19 @@ def sweep_resume_command(sweep_dir: Path) -> str:
     kept = [o for o in parsed(list(saved.hydra)) if o.key_or_group.startswith(SWEEP_SETTINGS)]
     kept += [o for o in parsed(list(saved.task)) if o.key_or_group != "resume"]
     words = ["python", "-m", "cnnlab.train", "-m", *(o.input_line for o in kept)]
-    return " ".join(shlex.quote(word) for word in [*words, f"resume={sweep_dir}"])
+    return " ".join(shlex.quote(word) for word in [*words, resume_override(sweep_dir)])
+
+
+def resume_override(directory: Path) -> str:
+    """``resume=<directory>`` as Hydra reads it back: as is, or in Hydra's own quotes where its
+    grammar gives a character of the path a meaning (a quote, a comma, a bracket, non-ASCII)."""
+    plain = f"resume={directory}"
+    try:
+        if parsed([plain])[0].value() == str(directory):
+            return plain
+    except OverrideParseException:
+        pass
+    return f"resume={QuotedString(text=str(directory), quote=Quote.single).with_quotes()}"
 
 
 def relevant_overrides(overrides: list[str], hydra: DictConfig) -> list[str]:
