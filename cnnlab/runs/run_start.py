@@ -54,9 +54,8 @@ def start_run(config: DictConfig) -> RunDirLock | None:
         if resume:
             continue_in_place(config, run_dir)
         return None
-    if resume and (Path(resume).resolve() / MULTIRUN_FILE).is_file():
-        raise ResumeError(f"resume={Path(resume).resolve()}: a sweep; add -m (and the sweep's "
-                          "own overrides)")  # fmt: skip
+    if resume and (sweep := Path(str(resume)).resolve() / MULTIRUN_FILE).is_file():
+        raise ResumeError(f"resume={sweep.parent}: a sweep; add -m (and the sweep's own overrides)")
     named = any(
         o.key_or_group == "hydra.run.dir" for o in parsed(list(config.hydra.overrides.hydra))
     )
