@@ -26,37 +26,18 @@ import cnnlab.runs.resolvers  # registers ${cnnlab.root:} and the other resolver
 import cnnlab.sweeps.slurm  # noqa: F401  (registers ${cnnlab.slurm.*:})
 from cnnlab.runs.cli import run_cli
 from cnnlab.runs.results import DONE
-from cnnlab.runs.resume import check_sweep_resume, expand_resume, override_key
-from cnnlab.runs.run_dir import RunDirLock, claim_run_dir
-from cnnlab.runs.training import check_resumed_run, report, run, train
+from cnnlab.runs.resume import resumed_argv
+from cnnlab.runs.training import report, run, train
 from cnnlab.signals import SweepInterrupted
 from cnnlab.sweeps.ddp import drop_own_log_file, is_rank_zero, sweep_trial_ddp
 from cnnlab.sweeps.summary import end_interrupted, end_of_trial
 
 
-def prepare(argv: list[str]) -> RunDirLock | None:
-    """Before Hydra reads ``argv``: ``resume=<run dir>`` becomes the overrides that continue
-    that run, checked first (a refused resume leaves the run as it was); a run directory named
-    on the command line is claimed for this run alone (the lock is returned, to be held)."""
-    check_sweep_resume(argv[1:])
-    expanded = expand_resume(argv[1:])
-    resuming = expanded != argv[1:]
-    lock, run_dir = None, named_run_dir(expanded)
-    # DDP ranks > 0 are re-runs of rank 0's command in rank 0's directory, which it holds
-    if is_rank_zero() and run_dir:
-        lock = claim_run_dir(run_dir, resuming)
-    if resuming and run_dir:
-        check_resumed_run(expanded, run_dir)
-    argv[1:] = expanded
-    return lock
-
-
-def named_run_dir(overrides: list[str]) -> Path | None:
-    """The ``hydra.run.dir`` a single run's command line sets (default ones are unique)."""
-    if {"-m", "--multirun"} & set(overrides):
-        return None
-    named = [o.split("=", 1)[1] for o in overrides if override_key(o) == "hydra.run.dir"]
-    return Path(named[-1].strip("'\"")).expanduser().resolve() if named else None
+def prepare(argv: list[str]) -> None:
+    """Before Hydra reads ``argv``: ``resume=<run dir>`` gets that run's own overrides in front
+    of the command's (``cnnlab.runs.resume``; the run is checked and claimed as Hydra starts
+    it, ``cnnlab.runs.run_start``)."""
+    argv[1:] = resumed_argv(argv[1:])
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

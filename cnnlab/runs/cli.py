@@ -17,21 +17,20 @@ from cnnlab.errors import CnnlabError, fail, one_line, say
 from cnnlab.runs.results import write_json
 
 
-def run_cli(
-    main: Callable[[], object], prepare: Callable[[list[str]], object] | None = None
-) -> None:
-    """Call a ``@hydra.main`` function, after ``prepare(sys.argv)`` (which may rewrite it, and
-    whose result, a lock say, is held until ``main`` returns);
-    composition errors (unknown key, bad override), a CnnlabError before Hydra starts and an
-    unwritable output directory exit 2 with one line. Lightning's ``srun`` hint is ignored
-    while the command runs, and only then (a scoped filter: the caller's filters stay)."""
+def run_cli(main: Callable[[], object], prepare: Callable[[list[str]], None] | None = None) -> None:
+    """Call a ``@hydra.main`` function, after ``prepare(sys.argv)`` (which may rewrite it);
+    composition errors (unknown key, bad override), a CnnlabError before Hydra starts (or from
+    a Hydra callback, by ``BeforeStart``) and an unwritable output directory exit 2 with one
+    line. Lightning's ``srun`` hint is ignored while the command runs, and only then (a scoped
+    filter: the caller's filters stay)."""
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra raise to us instead of printing its own
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=SRUN_HINT)
-            _held = prepare(sys.argv) if prepare is not None else None
-            main()
+            if prepare is not None:
+                prepare(sys.argv)
+            started(main)
     except CnnlabError as e:
         fail(e)
     except (HydraException, OmegaConfBaseException) as e:
@@ -49,6 +48,24 @@ def run_cli(
             raise
         say(f"cannot write {e.filename}: {e.strerror}")
         sys.exit(2)
+
+
+class BeforeStart(BaseException):
+    """Stops a command from a Hydra callback, carrying the error that stops it: Hydra turns an
+    Exception raised in a callback into a warning and goes on (``hydra._internal.callbacks``,
+    1.3), and lets a BaseException through. ``run_cli`` reports the error as if raised there."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def started(main: Callable[[], object]) -> None:
+    """Call ``main``; an error a Hydra callback stopped it with is raised as itself."""
+    try:
+        main()
+    except BeforeStart as stopped:
+        raise stopped.error from stopped.error.__cause__
 
 
 # Lightning's hint, on any machine with SLURM installed, to prepend ``srun``, given as each

@@ -4,10 +4,11 @@ Two runs pointed at the same ``hydra.run.dir`` would mix their files (one run's 
 beside the other's last.ckpt). A directory holds a run once one began: its config passed the
 checks (``config.yaml`` is written then) or it saved a checkpoint. A run refused at start-up,
 or stopped while Hydra was still writing its ``.hydra/`` files, never began: the same command
-reuses its directory. The claim is made before Hydra starts, because Hydra writes the
-directory's ``.hydra/`` files first thing. The lock is an ``flock`` on the directory itself: no
-lock file (a refused resume leaves the run byte for byte as it was), and the kernel drops it
-when the process ends, however it ends, so a killed run leaves no stale lock.
+reuses its directory. The claim is made before Hydra writes the directory's ``.hydra/``
+files, which it does first thing (``cnnlab.runs.run_start``). The lock is an ``flock`` on the
+directory itself: no lock file (a refused resume leaves the run byte for byte as it was), and
+the kernel drops it when the process ends, however it ends, so a killed run leaves no stale
+lock.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -34,12 +33,11 @@ from cnnlab.perf.executions import (
 )
 from cnnlab.perf.precision import Precision, device_type, resolve_precision, warn_if_emulated
 from cnnlab.perf.speed import Speed
-from cnnlab.runs.checkpoints import read_checkpoint, resume_point
-from cnnlab.runs.checks import ConfigError, check_config
+from cnnlab.runs.checkpoints import resume_point
+from cnnlab.runs.checks import check_config
 from cnnlab.runs.files import WriteError, write_text_atomically
 from cnnlab.runs.network import build_network
 from cnnlab.runs.preflight import check_memory, check_room
-from cnnlab.runs.resolvers import PROJECT_ROOT
 from cnnlab.runs.results import (
     DONE,
     METRICS,
@@ -153,41 +151,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Build, fit, test the best checkpoint; return the metrics. Touches nothing process-wide
     (the notebook calls it inside its kernel)."""
     return fit_and_test(cfg, build(cfg))
-
-
-def check_resumed_run(overrides: list[str], run_dir: Path) -> None:
-    """Compose the config a ``resume=`` command line makes and check it, that the run's
-    checkpoint fits its model, that it asks for more than the run already did, and that the
-    disk has room, before Hydra starts: Hydra rewrites the run's ``.hydra/`` files when it
-    starts, so a resume that is refused must be refused while the run is as it was."""
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    resolve_trainer_precision(cfg)
-    check_config(cfg)
-    instantiate(cfg.data)  # its own range checks
-    model = build_classifier(cfg, instantiate(cfg.speed))
-    if cfg.ckpt_path is not None:
-        ckpt = resume_point(model, cfg.ckpt_path)
-        check_goes_further(cfg.trainer, read_checkpoint(Path(ckpt)), run_dir)
-    check_room(run_dir, model, resuming=cfg.ckpt_path is not None)
-
-
-def check_goes_further(trainer: DictConfig, ckpt: dict[str, Any], run_dir: Path) -> None:
-    """A resume that asks for fewer epochs (or steps) than the run already trained would end
-    at once and rewrite the run's config as if it had trained that little: refused."""
-    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
-    epochs = progress.get("current", {}).get("processed")
-    steps, asked = ckpt.get("global_step", 0), trainer.get("max_steps", -1)
-    if isinstance(epochs, int) and trainer.max_epochs < epochs:
-        raise ConfigError(
-            f"resume={run_dir}: the run already trained {epochs} epochs; "
-            f"trainer.max_epochs={trainer.max_epochs} asks for fewer (ask for more to go on)"
-        )
-    if asked is not None and 0 <= asked < steps:
-        raise ConfigError(
-            f"resume={run_dir}: the run already took {steps} optimizer steps; "
-            f"trainer.max_steps={asked} asks for fewer (ask for more to go on)"
-        )
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

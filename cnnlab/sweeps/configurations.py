@@ -12,8 +12,6 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from cnnlab.runs.resume import override_key
-
 REPLICA_KEYS = ("seed", "data.fold")  # overrides that make repeats of one configuration
 METRICS = ("val/acc", "test/acc", "val/loss", "test/loss")
 CSV_FILE = "leaderboard_configurations.csv"
@@ -22,6 +20,13 @@ COLUMNS = (
     *(f"{metric} {stat}" for metric in METRICS for stat in ("mean", "std")),
     "trials",
 )  # fmt: skip
+
+
+def override_key(override: str) -> str:
+    """The key a leaderboard's override text sets: ``+a.b=1``, ``~a.b`` and ``a.b=1`` all set
+    ``a.b``. (A row's overrides are one string, split at spaces: text, which Hydra's parser
+    may refuse, where a leaderboard must always be written.)"""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def values_of(overrides: str) -> dict[str, str]:
