@@ -93,7 +93,8 @@ def hand_on_to_submitit() -> None:
 
 class Interrupted(CnnlabError):
     """A run stopped by a signal; the message says what was saved and how to go on (``resume``:
-    the command that continues it; a sweep's trial names the sweep's, ``with_resume``)."""
+    the command that continues it, in Hydra's quoting: ``with_resume``, which the run calls
+    with ``cnnlab.runs.resume.resume_command``; a sweep's trial names the sweep's)."""
 
     status = "interrupted"
 

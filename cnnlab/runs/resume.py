@@ -160,6 +160,17 @@ def sweep_resume_command(sweep_dir: Path) -> str:
     return " ".join(shlex.quote(word) for word in [*words, resume_override(sweep_dir)])
 
 
+def resume_command(run_dir: Path, sweep_dir: Path | None) -> str:
+    """The command that continues a stopped run: its sweep's (``resume=<sweep dir>`` finishes
+    every unfinished trial), or its own, in Hydra's quoting (``resume_override``); "" when a
+    single run has no checkpoint to continue from (its command is run again instead)."""
+    if sweep_dir:
+        return sweep_resume_command(sweep_dir)
+    if newest_checkpoint(run_dir) is None:
+        return ""
+    return f"python -m cnnlab.train {shlex.quote(resume_override(run_dir))}"
+
+
 def resume_override(directory: Path) -> str:
     """``resume=<directory>`` as Hydra reads it back: as is, or in Hydra's own quotes where its
     grammar gives a character of the path a meaning (a quote, a comma, a bracket, non-ASCII)."""

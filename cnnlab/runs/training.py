@@ -47,7 +47,7 @@ from cnnlab.runs.results import (
     log_hparams,
     write_json,
 )
-from cnnlab.runs.resume import resume_trial, sweep_resume_command
+from cnnlab.runs.resume import resume_command, resume_trial
 from cnnlab.signals import Interrupted, as_interruption, signals_stop_the_run, stopping
 
 log = logging.getLogger(__name__)
@@ -188,8 +188,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             record.update(outcome, status="pruned" if pruned else "finished")
     except BaseException as caught:  # any way out, a signal's included: recorded, never lost
         e = as_interruption(caught, run_dir)  # a line for the user, the traceback in the log
-        if isinstance(e, Interrupted) and not e.requeue and sweep_dir:  # the sweep's command
-            e = e.with_resume(sweep_resume_command(sweep_dir))
+        if isinstance(e, Interrupted) and not e.requeue:  # the command that continues it
+            e = e.with_resume(resume_command(run_dir, sweep_dir))
         if exit_code(e) == 1 and not isinstance(e, CnnlabError):
             log.exception("run failed")
         record.update(error=one_line(e), exit_code=exit_code(e))

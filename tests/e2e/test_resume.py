@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -40,11 +42,11 @@ def test_seeded_deterministic_runs_give_identical_metrics(uninterrupted, tmp_pat
 
 
 def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterrupted, tmp_path):
-    code, stderr, run_dir = signal_after_first_epoch(tmp_path, signal.SIGINT)
-    assert code == 130
-    message = f"Resume with: python -m cnnlab.train resume={run_dir}"
+    # a comma in the run's directory: the printed command quotes it for Hydra and the shell
+    code, stderr, run_dir = signal_after_first_epoch(tmp_path, signal.SIGINT, 'name="a,b"')
+    assert code == 130 and run_dir.name.endswith("_a,b")
     assert "cnnlab: interrupted: stopped by SIGINT; weights at that moment saved" in stderr
-    assert message in stderr
+    (command,) = re.findall(r"Resume with: python (-m cnnlab.train .*)$", stderr, re.M)
     assert "Traceback" not in stderr
     result = result_of(run_dir)
     assert result["status"] == "interrupted" and result["exit_code"] == 130
@@ -53,7 +55,8 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_as_if_never_stopped(uninterru
     assert (run_dir / "checkpoints" / "best-epoch00.ckpt").is_file()
     before = result["wall_time_s"]
 
-    resumed = cli("cnnlab.train", f"resume={run_dir}", output_dir=tmp_path)
+    resumed = subprocess.run(f"{shlex.quote(sys.executable)} {command}", shell=True, cwd=ROOT,
+                             env=cli_env(tmp_path), capture_output=True, text=True)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_dirs(tmp_path) == [run_dir]  # the same run, not a new one
     result = result_of(run_dir)
