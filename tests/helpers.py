@@ -26,7 +26,7 @@ from cnnlab.perf.speed import Speed
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CNNLAB_DATA_DIR", ROOT / "data"))
 
-# Figures cost a run about 5 s (docs/speed.md); only the tests of figures draw them.
+# Figures cost each run seconds (docs/speed.md, the suite's note); only tests of figures draw them.
 NO_FIGURES = "callbacks.figures=null"
 
 # A tiny sweep trial: a narrow model, a few batches of each split, no figures.
