@@ -120,12 +120,16 @@ def saved_overrides(run_dir: Path) -> list[str]:
     return [o.input_line for o in overrides if o.key_or_group not in PER_ATTEMPT_KEYS]
 
 
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints a resume can continue from, as they are on disk (none read)."""
+    return [path for name in CHECKPOINTS if (path := run_dir / "checkpoints" / name).is_file()]
+
+
 def newest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     """The run's newest checkpoint to continue from and its optimizer steps (each checkpoint
     is read once), None if it has none."""
-    found = [run_dir / "checkpoints" / name for name in CHECKPOINTS]
     steps = [(path, int(read_checkpoint(path).get("global_step", 0)))
-             for path in found if path.is_file()]  # fmt: skip
+             for path in checkpoints(run_dir)]  # fmt: skip
     return max(steps, key=lambda newest: newest[1]) if steps else None
 
 
@@ -166,7 +170,7 @@ def resume_command(run_dir: Path, sweep_dir: Path | None) -> str:
     single run has no checkpoint to continue from (its command is run again instead)."""
     if sweep_dir:
         return sweep_resume_command(sweep_dir)
-    if newest_checkpoint(run_dir) is None:
+    if not checkpoints(run_dir):  # whether one is there, not which: no checkpoint is read
         return ""
     return f"python -m cnnlab.train {shlex.quote(resume_override(run_dir))}"
 
